@@ -1,0 +1,733 @@
+package lease
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/firewall"
+	"github.com/dpf-router/dpf/src/policy"
+)
+
+// Firewall is the part of a firewall backend the Manager uses.
+type Firewall interface {
+	Add(p firewall.Pinhole) error
+	Remove(k firewall.Key) error
+}
+
+// Store makes leases durable. Put and Delete must be on stable storage when
+// they return: the protocol server answers only after that.
+type Store interface {
+	Put(l Lease) error
+	Delete(k Key) error
+	// PutExpiries records renewed expiry times in one write; it is called
+	// at most once per checkpoint interval.
+	PutExpiries(ls []Lease) error
+}
+
+// Config configures a Manager. Zero values mean the documented defaults.
+type Config struct {
+	MinLifetime time.Duration // default 120 s
+	MaxLifetime time.Duration // default 24 h
+	MaxPerHost  int           // leases one requesting host may hold; default 64
+	MaxLeases   int           // leases in all; default 4096
+	// CheckpointInterval bounds how far a renewed lease's stored expiry
+	// may fall behind its real expiry; default 5 min.
+	CheckpointInterval time.Duration
+	Policy             *policy.Policy // nil denies everything
+	Clock              clock.Clock    // nil means the real clock
+	Logger             *slog.Logger   // nil discards
+	Firewall           Firewall       // required
+	Store              Store          // required
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultMinLifetime        = 120 * time.Second
+	DefaultMaxLifetime        = 24 * time.Hour
+	DefaultMaxPerHost         = 64
+	DefaultMaxLeases          = 4096
+	DefaultCheckpointInterval = 5 * time.Minute
+)
+
+// entry is a lease plus the Manager's bookkeeping.
+type entry struct {
+	Lease
+	deadline time.Time // monotonic when the clock is real
+	stored   time.Time // wall expiry last written to the store
+	idx      int       // position in the expiry heap
+}
+
+type internalKey struct {
+	addr  netip.Addr
+	proto firewall.Proto
+	port  uint16
+}
+
+// Manager owns the lease table. Its methods are safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	clk   clock.Clock
+	log   *slog.Logger
+	fw    Firewall
+	store Store
+	wake  chan struct{}
+
+	// opMu serialises changes: it is held across store and firewall I/O
+	// so that the table, the store and the kernel change in one order.
+	// Holders of opMu may read the maps below without mu.
+	opMu sync.Mutex
+
+	mu       sync.RWMutex
+	policy   *policy.Policy
+	byKey    map[Key]*entry
+	byInt    map[internalKey]*entry
+	perHost  map[netip.Addr]int
+	expiries expiryHeap
+	counters Counters
+}
+
+// Counters are totals since the Manager started.
+type Counters struct {
+	Created  uint64 `json:"created"`
+	Renewed  uint64 `json:"renewed"`
+	Deleted  uint64 `json:"deleted"`
+	Expired  uint64 `json:"expired"`
+	Refused  uint64 `json:"refused"`
+	Failures uint64 `json:"failures"`
+}
+
+// New returns a Manager with an empty table. Call Restore before serving
+// requests, and Run to expire leases.
+func New(cfg Config) *Manager {
+	if cfg.MinLifetime <= 0 {
+		cfg.MinLifetime = DefaultMinLifetime
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
+	}
+	if cfg.MaxLifetime < cfg.MinLifetime {
+		cfg.MaxLifetime = cfg.MinLifetime
+	}
+	if cfg.MaxPerHost <= 0 {
+		cfg.MaxPerHost = DefaultMaxPerHost
+	}
+	if cfg.MaxLeases <= 0 {
+		cfg.MaxLeases = DefaultMaxLeases
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	m := &Manager{
+		cfg:     cfg,
+		clk:     cfg.Clock,
+		log:     cfg.Logger,
+		fw:      cfg.Firewall,
+		store:   cfg.Store,
+		wake:    make(chan struct{}, 1),
+		policy:  cfg.Policy,
+		byKey:   make(map[Key]*entry),
+		byInt:   make(map[internalKey]*entry),
+		perHost: make(map[netip.Addr]int),
+	}
+	if m.clk == nil {
+		m.clk = clock.Real{}
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.policy == nil {
+		m.policy = &policy.Policy{}
+	}
+	return m
+}
+
+// SetPolicy replaces the policy. Existing leases are checked again at their
+// next renewal.
+func (m *Manager) SetPolicy(p *policy.Policy) {
+	m.mu.Lock()
+	m.policy = p
+	m.mu.Unlock()
+}
+
+// SetLimits replaces the lifetime bounds and quotas (after a configuration
+// reload). Zero values keep the current setting.
+func (m *Manager) SetLimits(minLife, maxLife time.Duration, perHost, total int) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if minLife > 0 {
+		m.cfg.MinLifetime = minLife
+	}
+	if maxLife > 0 {
+		m.cfg.MaxLifetime = max(maxLife, m.cfg.MinLifetime)
+	}
+	if perHost > 0 {
+		m.cfg.MaxPerHost = perHost
+	}
+	if total > 0 {
+		m.cfg.MaxLeases = total
+	}
+}
+
+// ClampLifetime applies the configured bounds to a requested lifetime.
+func (m *Manager) ClampLifetime(d time.Duration) time.Duration {
+	return min(max(d, m.cfg.MinLifetime), m.cfg.MaxLifetime)
+}
+
+// Map creates, renews or (Lifetime 0) deletes the mapping for the request's
+// internal address, protocol and port. It returns the lease as granted; after
+// a delete it returns the removed lease, or a zero Lease with no error when
+// there was none (deleting is idempotent).
+func (m *Manager) Map(r Request) (Lease, error) {
+	if r.Proto != firewall.TCP && r.Proto != firewall.UDP {
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: %d", ErrUnsupportedProtocol, r.Proto))
+	}
+	if r.InternalPort == 0 {
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: internal port 0 (all ports) cannot be mapped", ErrBadRequest))
+	}
+	if !r.InternalAddr.Is4() || !r.Client.IsValid() {
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: only IPv4 internal addresses can be mapped", ErrBadRequest))
+	}
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+
+	ik := internalKey{r.InternalAddr, r.Proto, r.InternalPort}
+	e := m.byInt[ik]
+	if e != nil {
+		if err := m.authorize(e, r); err != nil {
+			return Lease{}, m.refuse(r, err)
+		}
+	}
+	if r.Lifetime == 0 {
+		if e == nil {
+			return Lease{}, nil
+		}
+		l, err := m.removeLocked(e, "released by client")
+		return l, err
+	}
+	if e != nil {
+		return m.renewLocked(e, r)
+	}
+	return m.createLocked(r)
+}
+
+// authorize checks that r may change the existing mapping e.
+func (m *Manager) authorize(e *entry, r Request) error {
+	if e.Origin != r.Origin {
+		return fmt.Errorf("%w: mapping %s/%d was made with %s", ErrNotAuthorized, e.Proto, e.ExternalPort, e.Origin)
+	}
+	if r.Origin == OriginPCP && e.Nonce != r.Nonce {
+		return fmt.Errorf("%w: nonce does not match mapping %s/%d", ErrNotAuthorized, e.Proto, e.ExternalPort)
+	}
+	if e.Client != r.Client {
+		return fmt.Errorf("%w: mapping %s/%d belongs to %s", ErrNotAuthorized, e.Proto, e.ExternalPort, e.Client)
+	}
+	return nil
+}
+
+func (m *Manager) policyRequest(r Request, ext uint16) policy.Request {
+	return policy.Request{
+		Client:  r.Client,
+		IntAddr: r.InternalAddr,
+		IntPort: r.InternalPort,
+		ExtPort: ext,
+		Proto:   policy.Proto(r.Proto),
+	}
+}
+
+func (m *Manager) currentPolicy() *policy.Policy {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.policy
+}
+
+func (m *Manager) createLocked(r Request) (Lease, error) {
+	pol := m.currentPolicy()
+	if len(m.byKey) >= m.cfg.MaxLeases {
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: %d leases, the configured maximum", ErrNoResources, len(m.byKey)))
+	}
+	if n := m.perHost[r.Client]; n >= m.cfg.MaxPerHost {
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s holds %d leases", ErrQuota, r.Client, n))
+	}
+	ranges := pol.ExtRanges(m.policyRequest(r, 0))
+	if len(ranges) == 0 {
+		d := pol.Check(m.policyRequest(r, r.SuggestedPort))
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s", ErrDenied, d.Reason))
+	}
+	ext, err := m.allocate(r, ranges)
+	if err != nil {
+		return Lease{}, m.refuse(r, err)
+	}
+	now := m.clk.Now()
+	life := m.ClampLifetime(r.Lifetime)
+	e := &entry{Lease: Lease{
+		Proto:        r.Proto,
+		ExternalPort: ext,
+		InternalAddr: r.InternalAddr,
+		InternalPort: r.InternalPort,
+		Client:       r.Client,
+		Origin:       r.Origin,
+		Nonce:        r.Nonce,
+		Description:  r.Description,
+		Filters:      slices.Clone(r.Filters),
+		Lifetime:     life,
+		Created:      wall(now),
+		Renewed:      wall(now),
+	}, deadline: now.Add(life)}
+	e.Expires = wall(now).Add(life)
+	if err := m.store.Put(e.Lease); err != nil {
+		return Lease{}, m.fail(r, fmt.Errorf("storing lease: %w", err))
+	}
+	if err := m.fw.Add(e.Pinhole()); err != nil {
+		if derr := m.store.Delete(e.Key()); derr != nil {
+			m.log.Error("undoing stored lease after firewall failure", "key", keyString(e.Key()), "err", derr)
+		}
+		return Lease{}, m.fail(r, fmt.Errorf("installing pinhole: %w", err))
+	}
+	e.stored = e.Expires
+	m.insert(e)
+	m.mu.Lock()
+	m.counters.Created++
+	m.mu.Unlock()
+	m.log.Info("mapping created", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
+		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
+		"via", string(e.Origin), "lifetime", life.String(), "desc", e.Description)
+	return e.Lease, nil
+}
+
+// allocate picks the external port for a new mapping.
+func (m *Manager) allocate(r Request, ranges []policy.PortRange) (uint16, error) {
+	inRanges := func(p uint16) bool {
+		for _, rg := range ranges {
+			if rg.Contains(p) {
+				return true
+			}
+		}
+		return false
+	}
+	free := func(p uint16) bool {
+		_, taken := m.byKey[Key{Proto: r.Proto, ExternalPort: p}]
+		return p != 0 && !taken && inRanges(p)
+	}
+	if r.SuggestedPort != 0 {
+		if free(r.SuggestedPort) {
+			return r.SuggestedPort, nil
+		}
+		if r.PreferFailure {
+			return 0, fmt.Errorf("%w: port %d", ErrCannotProvideExternal, r.SuggestedPort)
+		}
+	}
+	// The internal port is the next best guess: many clients suggest
+	// nothing and users expect the same number outside.
+	if free(r.InternalPort) {
+		return r.InternalPort, nil
+	}
+	var total int
+	for _, rg := range ranges {
+		total += int(rg.Last) - int(rg.First) + 1
+	}
+	// Random probes first (ports are not predictable), then a bounded
+	// scan from a random start so a nearly full range still succeeds.
+	const probes = 32
+	for range probes {
+		if p := pickPort(ranges, total, rand.IntN(total)); free(p) {
+			return p, nil
+		}
+	}
+	start := rand.IntN(total)
+	for i := range total {
+		if p := pickPort(ranges, total, (start+i)%total); free(p) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no free external port", ErrNoResources)
+}
+
+func pickPort(ranges []policy.PortRange, total, n int) uint16 {
+	for _, rg := range ranges {
+		size := int(rg.Last) - int(rg.First) + 1
+		if n < size {
+			return rg.First + uint16(n)
+		}
+		n -= size
+	}
+	return 0
+}
+
+func (m *Manager) renewLocked(e *entry, r Request) (Lease, error) {
+	pol := m.currentPolicy()
+	if d := pol.Check(m.policyRequest(r, e.ExternalPort)); !d.Allow {
+		// The policy changed since the lease was granted.
+		if _, err := m.removeLocked(e, "no longer allowed by policy"); err != nil {
+			return Lease{}, err
+		}
+		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s", ErrDenied, d.Reason))
+	}
+	now := m.clk.Now()
+	life := m.ClampLifetime(r.Lifetime)
+	next := e.Lease
+	next.Lifetime = life
+	next.Renewed = wall(now)
+	next.Expires = wall(now).Add(life)
+	if r.HasDescription {
+		next.Description = r.Description
+	}
+	if r.Origin == OriginPCP {
+		next.Filters = slices.Clone(r.Filters)
+	}
+	changed := next.Description != e.Description || !slices.Equal(next.Filters, e.Filters)
+	if changed {
+		if err := m.store.Put(next); err != nil {
+			return Lease{}, m.fail(r, fmt.Errorf("storing lease: %w", err))
+		}
+		if !slices.Equal(next.Filters, e.Filters) {
+			if err := m.fw.Add(next.Pinhole()); err != nil {
+				if perr := m.store.Put(e.Lease); perr != nil {
+					m.log.Error("restoring stored lease after firewall failure", "key", keyString(e.Key()), "err", perr)
+				}
+				return Lease{}, m.fail(r, fmt.Errorf("updating pinhole: %w", err))
+			}
+		}
+	}
+	m.mu.Lock()
+	e.Lease = next
+	e.deadline = now.Add(life)
+	if changed {
+		e.stored = next.Expires
+	}
+	heap.Fix(&m.expiries, e.idx)
+	m.counters.Renewed++
+	m.mu.Unlock()
+	m.log.Debug("mapping renewed", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
+		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
+		"lifetime", life.String())
+	m.kick()
+	return e.Lease, nil
+}
+
+// removeLocked deletes e from the store, the firewall and the table.
+func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
+	if err := m.store.Delete(e.Key()); err != nil {
+		m.bump(func(c *Counters) { c.Failures++ })
+		return Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, err)
+	}
+	if err := m.fw.Remove(e.Key()); err != nil {
+		// The store no longer has the lease; the next reconcile removes
+		// the stale rule. Report the failure but keep going.
+		m.log.Error("removing pinhole", "key", keyString(e.Key()), "err", err)
+	}
+	m.mu.Lock()
+	m.deleteLocked(e)
+	if reason == "expired" {
+		m.counters.Expired++
+	} else {
+		m.counters.Deleted++
+	}
+	m.mu.Unlock()
+	m.log.Info("mapping deleted", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
+		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
+		"reason", reason)
+	return e.Lease, nil
+}
+
+// DeleteAll removes every lease of proto that client made with origin (the
+// NAT-PMP "delete all" request). It returns how many were removed.
+func (m *Manager) DeleteAll(client netip.Addr, proto firewall.Proto, origin Origin) (int, error) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	var victims []*entry
+	for _, e := range m.byKey {
+		if e.Client == client && e.Proto == proto && e.Origin == origin {
+			victims = append(victims, e)
+		}
+	}
+	for i, e := range victims {
+		if _, err := m.removeLocked(e, "released by client (all)"); err != nil {
+			return i, err
+		}
+	}
+	return len(victims), nil
+}
+
+// Delete removes the lease with key k at an administrator's request.
+func (m *Manager) Delete(k Key, reason string) (Lease, error) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	e := m.byKey[k]
+	if e == nil {
+		return Lease{}, fmt.Errorf("%w: %s/%d", ErrNotFound, k.Proto, k.ExternalPort)
+	}
+	return m.removeLocked(e, reason)
+}
+
+// Get returns the lease with key k.
+func (m *Manager) Get(k Key) (Lease, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.byKey[k]
+	if e == nil {
+		return Lease{}, false
+	}
+	return e.Lease, true
+}
+
+// List returns every lease, ordered by protocol and external port.
+func (m *Manager) List() []Lease {
+	m.mu.RLock()
+	out := make([]Lease, 0, len(m.byKey))
+	for _, e := range m.byKey {
+		out = append(out, e.Lease)
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Lease) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.ExternalPort) - int(b.ExternalPort)
+	})
+	return out
+}
+
+// Len returns the number of leases.
+func (m *Manager) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.byKey)
+}
+
+// Counters returns the totals since start.
+func (m *Manager) Counters() Counters {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.counters
+}
+
+// Pinholes returns the pinholes every lease needs, for a firewall Sync.
+func (m *Manager) Pinholes() []firewall.Pinhole {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]firewall.Pinhole, 0, len(m.byKey))
+	for _, e := range m.byKey {
+		out = append(out, e.Pinhole())
+	}
+	return out
+}
+
+// Restore loads leases read from the store into an empty table. A lease whose
+// stored expiry has passed is dropped from the store. Because routers without
+// a real-time clock may boot with a wrong clock, a restored lease is given at
+// most its granted lifetime from now, whatever the stored expiry says. It does
+// not touch the firewall: call Pinholes and the backend's Sync afterwards.
+func (m *Manager) Restore(ls []Lease) (restored, dropped int, err error) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	now := m.clk.Now()
+	for _, l := range ls {
+		left := l.Expires.Sub(wall(now))
+		if left > l.Lifetime {
+			left = l.Lifetime
+		}
+		k := l.Key()
+		_, dup := m.byKey[k]
+		_, dupInt := m.byInt[internalKey{l.InternalAddr, l.Proto, l.InternalPort}]
+		if left <= 0 || dup || dupInt || l.Lifetime <= 0 {
+			if derr := m.store.Delete(k); derr != nil {
+				err = fmt.Errorf("dropping expired lease %s: %w", keyString(k), derr)
+			}
+			dropped++
+			continue
+		}
+		e := &entry{Lease: l, deadline: now.Add(left), stored: l.Expires}
+		e.Expires = wall(now).Add(left)
+		m.insert(e)
+		restored++
+	}
+	return restored, dropped, err
+}
+
+func (m *Manager) insert(e *entry) {
+	m.mu.Lock()
+	m.byKey[e.Key()] = e
+	m.byInt[internalKey{e.InternalAddr, e.Proto, e.InternalPort}] = e
+	m.perHost[e.Client]++
+	heap.Push(&m.expiries, e)
+	m.mu.Unlock()
+	m.kick()
+}
+
+func (m *Manager) deleteLocked(e *entry) {
+	delete(m.byKey, e.Key())
+	delete(m.byInt, internalKey{e.InternalAddr, e.Proto, e.InternalPort})
+	if m.perHost[e.Client]--; m.perHost[e.Client] <= 0 {
+		delete(m.perHost, e.Client)
+	}
+	if e.idx >= 0 {
+		heap.Remove(&m.expiries, e.idx)
+	}
+}
+
+func (m *Manager) kick() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ExpireDue removes every lease whose deadline has passed and returns how
+// many it removed. Run calls it; tests call it after moving a fake clock.
+func (m *Manager) ExpireDue() int {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	now := m.clk.Now()
+	n := 0
+	for len(m.expiries) > 0 {
+		e := m.expiries[0]
+		if e.deadline.After(now) {
+			break
+		}
+		if _, err := m.removeLocked(e, "expired"); err != nil {
+			m.log.Error("expiring lease", "key", keyString(e.Key()), "err", err)
+			// Try again on the next tick rather than spin.
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// nextDeadline returns the earliest lease deadline, or false if there are no
+// leases.
+func (m *Manager) nextDeadline() (time.Time, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if len(m.expiries) == 0 {
+		return time.Time{}, false
+	}
+	return m.expiries[0].deadline, true
+}
+
+// Checkpoint writes the expiry of every lease renewed since it was last
+// stored, in one store write. Run calls it every CheckpointInterval and on
+// shutdown.
+func (m *Manager) Checkpoint() error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	var dirty []*entry
+	for _, e := range m.byKey {
+		if !e.stored.Equal(e.Expires) {
+			dirty = append(dirty, e)
+		}
+	}
+	if len(dirty) == 0 {
+		return nil
+	}
+	ls := make([]Lease, len(dirty))
+	for i, e := range dirty {
+		ls[i] = e.Lease
+	}
+	if err := m.store.PutExpiries(ls); err != nil {
+		return fmt.Errorf("checkpointing %d expiries: %w", len(ls), err)
+	}
+	for _, e := range dirty {
+		e.stored = e.Expires
+	}
+	m.log.Debug("checkpoint written", "leases", len(ls))
+	return nil
+}
+
+// idleWait is how long Run sleeps when there are no leases; any new lease
+// wakes it earlier.
+const idleWait = time.Hour
+
+// Run expires leases at their deadline and checkpoints renewals until ctx is
+// done, then writes a last checkpoint. It is the Manager's one expiry
+// goroutine.
+func (m *Manager) Run(ctx context.Context) {
+	lastCheckpoint := m.clk.Now()
+	for {
+		wait := idleWait
+		if d, ok := m.nextDeadline(); ok {
+			wait = d.Sub(m.clk.Now())
+		}
+		if until := lastCheckpoint.Add(m.cfg.CheckpointInterval).Sub(m.clk.Now()); until < wait {
+			wait = until
+		}
+		t := m.clk.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if err := m.Checkpoint(); err != nil {
+				m.log.Error("final checkpoint", "err", err)
+			}
+			return
+		case <-m.wake:
+			t.Stop()
+		case <-t.C():
+		}
+		m.ExpireDue()
+		if now := m.clk.Now(); now.Sub(lastCheckpoint) >= m.cfg.CheckpointInterval {
+			if err := m.Checkpoint(); err != nil {
+				m.log.Error("checkpoint", "err", err)
+			}
+			lastCheckpoint = now
+		}
+	}
+}
+
+func (m *Manager) refuse(r Request, err error) error {
+	m.bump(func(c *Counters) { c.Refused++ })
+	m.log.Info("mapping refused", "proto", r.Proto.String(),
+		"int", netip.AddrPortFrom(r.InternalAddr, r.InternalPort).String(), "client", r.Client.String(),
+		"suggested", r.SuggestedPort, "via", string(r.Origin), "reason", err.Error())
+	return err
+}
+
+func (m *Manager) fail(r Request, err error) error {
+	m.bump(func(c *Counters) { c.Failures++ })
+	m.log.Error("mapping failed", "proto", r.Proto.String(),
+		"int", netip.AddrPortFrom(r.InternalAddr, r.InternalPort).String(), "client", r.Client.String(), "err", err)
+	return fmt.Errorf("%w: %w", ErrFailure, err)
+}
+
+func (m *Manager) bump(f func(*Counters)) {
+	m.mu.Lock()
+	f(&m.counters)
+	m.mu.Unlock()
+}
+
+// wall strips the monotonic reading so that the time can be stored and
+// compared with stored times.
+func wall(t time.Time) time.Time { return t.Round(0) }
+
+func keyString(k Key) string { return fmt.Sprintf("%s/%d", k.Proto, k.ExternalPort) }
+
+// expiryHeap orders entries by deadline.
+type expiryHeap []*entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*entry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.idx = -1
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,290 @@
+// Package store keeps dpfd's leases in a bbolt database so that they survive
+// restarts, crashes and reboots.
+//
+// Layout (schema version 1):
+//
+//	meta    "schema" -> uint32 big endian schema version
+//	        "epoch"  -> uint32 PCP epoch seconds, then int64 unix seconds when written
+//	leases  key(proto, ext port) -> JSON record of the lease
+//	expiry  key(proto, ext port) -> int64 big endian unix milliseconds
+//
+// Creating, changing or deleting a lease is one fsynced transaction
+// (bbolt's default), so a lease whose success was reported is on disk. A
+// renewal only moves the expiry; those are written together by PutExpiries,
+// once per checkpoint interval, in the small expiry bucket, so that a router's
+// flash is not written on every renewal.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/dpf-router/dpf/src/firewall"
+	"github.com/dpf-router/dpf/src/lease"
+)
+
+// SchemaVersion is the layout this package reads and writes.
+const SchemaVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketLeases = []byte("leases")
+	bucketExpiry = []byte("expiry")
+	keySchema    = []byte("schema")
+	keyEpoch     = []byte("epoch")
+)
+
+// ErrNewerSchema is returned by Open for a database written by a newer dpfd.
+var ErrNewerSchema = errors.New("lease database has a newer schema than this dpfd supports")
+
+// openTimeout bounds the wait for the file lock another dpfd may hold.
+const openTimeout = 2 * time.Second
+
+// Store is an open lease database. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ lease.Store = (*Store)(nil)
+
+// Open opens or creates the database at path (and its directory).
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating database directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: openTimeout,
+		// The freelist is rebuilt when the file is opened instead of
+		// being written on every commit: fewer flash writes.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("opening %s: locked by another process (is dpfd already running?)", path)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keySchema); v != nil {
+			if len(v) != 4 {
+				return fmt.Errorf("corrupt schema version %x", v)
+			}
+			if n := binary.BigEndian.Uint32(v); n > SchemaVersion {
+				return fmt.Errorf("%w (schema %d, supported %d)", ErrNewerSchema, n, SchemaVersion)
+			}
+		} else if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketLeases, bucketExpiry} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+func dbKey(k lease.Key) []byte {
+	return []byte{byte(k.Proto), byte(k.ExternalPort >> 8), byte(k.ExternalPort)}
+}
+
+// record is the stored form of a lease.
+type record struct {
+	Proto        uint8        `json:"proto"`
+	ExternalPort uint16       `json:"ext_port"`
+	InternalAddr netip.Addr   `json:"int_addr"`
+	InternalPort uint16       `json:"int_port"`
+	Client       netip.Addr   `json:"client"`
+	Origin       lease.Origin `json:"origin"`
+	Nonce        string       `json:"nonce,omitempty"`
+	Description  string       `json:"desc,omitempty"`
+	Filters      []filterRec  `json:"filters,omitempty"`
+	LifetimeSec  int64        `json:"lifetime"`
+	Created      int64        `json:"created"`
+	Renewed      int64        `json:"renewed"`
+	ExpiresMilli int64        `json:"expires"`
+}
+
+type filterRec struct {
+	Prefix netip.Prefix `json:"prefix"`
+	Port   uint16       `json:"port,omitempty"`
+}
+
+func toRecord(l lease.Lease) record {
+	r := record{
+		Proto:        uint8(l.Proto),
+		ExternalPort: l.ExternalPort,
+		InternalAddr: l.InternalAddr,
+		InternalPort: l.InternalPort,
+		Client:       l.Client,
+		Origin:       l.Origin,
+		Description:  l.Description,
+		LifetimeSec:  int64(l.Lifetime / time.Second),
+		Created:      l.Created.Unix(),
+		Renewed:      l.Renewed.Unix(),
+		ExpiresMilli: l.Expires.UnixMilli(),
+	}
+	if l.Nonce != ([12]byte{}) {
+		r.Nonce = hex.EncodeToString(l.Nonce[:])
+	}
+	for _, f := range l.Filters {
+		r.Filters = append(r.Filters, filterRec{f.Prefix, f.Port})
+	}
+	return r
+}
+
+func (r record) lease() (lease.Lease, error) {
+	l := lease.Lease{
+		Proto:        firewall.Proto(r.Proto),
+		ExternalPort: r.ExternalPort,
+		InternalAddr: r.InternalAddr,
+		InternalPort: r.InternalPort,
+		Client:       r.Client,
+		Origin:       r.Origin,
+		Description:  r.Description,
+		Lifetime:     time.Duration(r.LifetimeSec) * time.Second,
+		Created:      time.Unix(r.Created, 0),
+		Renewed:      time.Unix(r.Renewed, 0),
+		Expires:      time.UnixMilli(r.ExpiresMilli),
+	}
+	if r.Nonce != "" {
+		b, err := hex.DecodeString(r.Nonce)
+		if err != nil || len(b) != 12 {
+			return l, fmt.Errorf("bad nonce %q", r.Nonce)
+		}
+		copy(l.Nonce[:], b)
+	}
+	for _, f := range r.Filters {
+		l.Filters = append(l.Filters, firewall.Filter{Prefix: f.Prefix, Port: f.Port})
+	}
+	if !l.InternalAddr.IsValid() || !l.Client.IsValid() || l.ExternalPort == 0 || l.InternalPort == 0 {
+		return l, errors.New("incomplete record")
+	}
+	return l, nil
+}
+
+func putExpiry(b *bolt.Bucket, l lease.Lease) error {
+	return b.Put(dbKey(l.Key()), binary.BigEndian.AppendUint64(nil, uint64(l.Expires.UnixMilli())))
+}
+
+// Put stores l (created or changed) durably.
+func (s *Store) Put(l lease.Lease) error {
+	v, err := json.Marshal(toRecord(l))
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketLeases).Put(dbKey(l.Key()), v); err != nil {
+			return err
+		}
+		return putExpiry(tx.Bucket(bucketExpiry), l)
+	})
+}
+
+// Delete removes the lease with key k durably; deleting what is absent is
+// not an error.
+func (s *Store) Delete(k lease.Key) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketLeases).Delete(dbKey(k)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketExpiry).Delete(dbKey(k))
+	})
+}
+
+// PutExpiries records the expiry of each lease in one transaction. Leases no
+// longer stored are skipped.
+func (s *Store) PutExpiries(ls []lease.Lease) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		leases, exp := tx.Bucket(bucketLeases), tx.Bucket(bucketExpiry)
+		for _, l := range ls {
+			if leases.Get(dbKey(l.Key())) == nil {
+				continue
+			}
+			if err := putExpiry(exp, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Load returns every stored lease with its latest stored expiry. Records that
+// cannot be decoded are reported in bad (by key) and skipped, never fatal.
+func (s *Store) Load() (ls []lease.Lease, bad []string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		exp := tx.Bucket(bucketExpiry)
+		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				bad = append(bad, fmt.Sprintf("%x: %v", k, err))
+				return nil
+			}
+			l, err := r.lease()
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%x: %v", k, err))
+				return nil
+			}
+			if e := exp.Get(k); len(e) == 8 {
+				l.Expires = time.UnixMilli(int64(binary.BigEndian.Uint64(e)))
+			}
+			ls = append(ls, l)
+			return nil
+		})
+	})
+	return ls, bad, err
+}
+
+// SaveEpoch records the PCP epoch (seconds) and the wall time it was read.
+func (s *Store) SaveEpoch(epoch uint32, at time.Time) error {
+	v := binary.BigEndian.AppendUint32(nil, epoch)
+	v = binary.BigEndian.AppendUint64(v, uint64(at.Unix()))
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyEpoch, v)
+	})
+}
+
+// LoadEpoch returns the last saved epoch and when it was saved; ok is false
+// if none was.
+func (s *Store) LoadEpoch() (epoch uint32, at time.Time, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyEpoch)
+		if len(v) != 12 {
+			return nil
+		}
+		epoch = binary.BigEndian.Uint32(v)
+		at = time.Unix(int64(binary.BigEndian.Uint64(v[4:])), 0)
+		ok = true
+		return nil
+	})
+	return epoch, at, ok, err
+}
