@@ -1,0 +1,318 @@
+// Command dpfd is DPF's router daemon: it answers PCP and NAT-PMP requests
+// from the LAN, opens pinholes in netfilter and keeps them in a lease store.
+//
+//	dpfd run [-c FILE]            run in the foreground
+//	dpfd status [-c FILE] [--json]
+//	dpfd list [-c FILE] [--json]
+//	dpfd delete [-c FILE] tcp|udp PORT | --client ADDR
+//	dpfd reload [-c FILE]         re-read the configuration
+//	dpfd reconcile [-c FILE]      re-install every pinhole
+//	dpfd check [-c FILE]          validate the configuration file
+//	dpfd cleanup [-c FILE]        remove every rule dpfd added
+//	dpfd version
+//
+// Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 the
+// daemon is not running.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dpf-router/dpf/src/config"
+	"github.com/dpf-router/dpf/src/control"
+	"github.com/dpf-router/dpf/src/daemon"
+	"github.com/dpf-router/dpf/src/firewall"
+)
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitFailure    = 1
+	exitUsage      = 2
+	exitNotRunning = 3
+)
+
+const defaultConfig = "/etc/config/dpf"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: dpfd COMMAND [options]
+
+commands:
+  run [-c FILE] [--log-level LEVEL]   run the daemon in the foreground
+  status [-c FILE] [--json]           show the daemon's state
+  list [-c FILE] [--json]             list the leases
+  delete [-c FILE] tcp|udp PORT       delete one lease
+  delete [-c FILE] --client ADDR      delete every lease of a host
+  reload [-c FILE]                    re-read the configuration file
+  reconcile [-c FILE]                 re-install every pinhole
+  check [-c FILE]                     validate the configuration file
+  cleanup [-c FILE]                   remove every firewall rule dpfd added
+  version                             print the version
+
+-c FILE defaults to ` + defaultConfig + `; the other commands use it to find
+the control socket of the daemon started with that file.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("dpfd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", defaultConfig, "configuration file (UCI format)")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	client := fs.String("client", "", "with delete: delete every lease of this host")
+	logLevel := fs.String("log-level", "", "with run: debug, info, warn or error (overrides the file)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return exitUsage
+	}
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "dpfd", daemon.Version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "dpfd:", err)
+		return exitUsage
+	}
+	switch cmd {
+	case "run":
+		return runDaemon(cfg, *cfgPath, *logLevel, stderr)
+	case "check":
+		fmt.Fprintf(stdout, "%s: ok (%d rules)\n", *cfgPath, len(cfg.Rules))
+		return exitOK
+	case "cleanup":
+		return cleanup(cfg, stdout, stderr)
+	case "status":
+		var st control.Status
+		if code := call(cfg, control.MethodStatus, nil, &st, stderr); code != exitOK {
+			return code
+		}
+		if *jsonOut {
+			return printJSON(stdout, st)
+		}
+		printStatus(stdout, st)
+		return exitOK
+	case "list":
+		var ls []control.Lease
+		if code := call(cfg, control.MethodList, nil, &ls, stderr); code != exitOK {
+			return code
+		}
+		if *jsonOut {
+			if ls == nil {
+				ls = []control.Lease{}
+			}
+			return printJSON(stdout, ls)
+		}
+		printLeases(stdout, ls)
+		return exitOK
+	case "delete":
+		p := control.DeleteParams{Client: *client}
+		if p.Client == "" {
+			if fs.NArg() != 2 {
+				fmt.Fprintln(stderr, "usage: dpfd delete tcp|udp PORT, or dpfd delete --client ADDR")
+				return exitUsage
+			}
+			port, err := strconv.ParseUint(fs.Arg(1), 10, 16)
+			if err != nil || port == 0 {
+				fmt.Fprintf(stderr, "dpfd: port %q: want 1-65535\n", fs.Arg(1))
+				return exitUsage
+			}
+			if _, err := daemon.ParseProto(fs.Arg(0)); err != nil {
+				fmt.Fprintln(stderr, "dpfd:", err)
+				return exitUsage
+			}
+			p.Proto, p.ExternalPort = fs.Arg(0), uint16(port)
+		}
+		var ls []control.Lease
+		if code := call(cfg, control.MethodDelete, p, &ls, stderr); code != exitOK {
+			return code
+		}
+		for _, l := range ls {
+			fmt.Fprintf(stdout, "deleted %s/%d -> %s:%d\n", l.Proto, l.ExternalPort, l.InternalAddr, l.InternalPort)
+		}
+		if len(ls) == 0 {
+			fmt.Fprintln(stdout, "no lease matched")
+		}
+		return exitOK
+	case "reload", "reconcile":
+		if code := call(cfg, cmd, nil, nil, stderr); code != exitOK {
+			return code
+		}
+		fmt.Fprintln(stdout, "ok")
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "dpfd: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// reorder moves flags after positional arguments to the front, so that
+// "dpfd delete tcp 8080 -c FILE" works like "dpfd delete -c FILE tcp 8080".
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && (name == "c" || name == "client" || name == "log-level") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runDaemon(cfg *config.Config, path, level string, stderr io.Writer) int {
+	if level == "" {
+		level = cfg.LogLevel
+	}
+	log, err := newLogger(level, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "dpfd:", err)
+		return exitUsage
+	}
+	if !cfg.Enabled {
+		log.Info("disabled in configuration (option enabled '0'); removing rules and exiting")
+		if fw, err := firewall.New(cfg.Backend, firewall.Config{WANInterface: cfg.WANInterface}); err == nil {
+			fw.Cleanup()
+			fw.Close()
+		}
+		return exitOK
+	}
+	d, err := daemon.New(cfg, daemon.Options{ConfigPath: path, Logger: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailure
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := d.Reload(); err != nil {
+					log.Error("reload failed; keeping the old configuration", "err", err)
+				}
+			}
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func cleanup(cfg *config.Config, stdout, stderr io.Writer) int {
+	if err := control.Call(cfg.Socket, control.MethodStatus, nil, nil); err == nil {
+		fmt.Fprintln(stderr, "dpfd: warning: dpfd is running; it will re-install its pinholes at the next reconcile. Stop it first.")
+	}
+	fw, err := firewall.New(cfg.Backend, firewall.Config{WANInterface: cfg.WANInterface})
+	if err != nil {
+		fmt.Fprintln(stderr, "dpfd: cleanup:", err)
+		return exitFailure
+	}
+	defer fw.Close()
+	if err := fw.Cleanup(); err != nil {
+		fmt.Fprintln(stderr, "dpfd: cleanup:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "removed dpfd's %s rules\n", fw.Name())
+	return exitOK
+}
+
+func call(cfg *config.Config, method string, params, out any, stderr io.Writer) int {
+	err := control.Call(cfg.Socket, method, params, out)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, control.ErrNotRunning):
+		fmt.Fprintln(stderr, "dpfd:", err)
+		return exitNotRunning
+	}
+	fmt.Fprintln(stderr, "dpfd:", err)
+	return exitFailure
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func printStatus(w io.Writer, st control.Status) {
+	ext := st.ExternalAddress
+	if ext == "" {
+		ext = "(none: WAN down?)"
+	}
+	fmt.Fprintf(w, "dpfd %s, up %s\n", st.Version, (time.Duration(st.Uptime) * time.Second).String())
+	fmt.Fprintf(w, "external address: %s on %s\n", ext, st.WANInterface)
+	fmt.Fprintf(w, "LAN: %s (%s), listening on %s\n", strings.Join(st.LANInterfaces, " "),
+		strings.Join(st.LANSubnets, " "), strings.Join(st.Listening, " "))
+	fmt.Fprintf(w, "firewall backend: %s\n", st.Backend)
+	fmt.Fprintf(w, "leases: %d of %d, epoch %d\n", st.Leases, st.MaxLeases, st.Epoch)
+	c := st.Counters
+	fmt.Fprintf(w, "mappings: %d created, %d renewed, %d deleted, %d expired, %d refused, %d failed\n",
+		c["created"], c["renewed"], c["deleted"], c["expired"], c["refused"], c["failures"])
+	fmt.Fprintf(w, "requests: %d (%d PCP, %d NAT-PMP), %d error responses, %d dropped, %d rate-limited\n",
+		c["requests"], c["pcp"], c["natpmp"], c["error_responses"], c["dropped"], c["rate_limited"])
+}
+
+func printLeases(w io.Writer, ls []control.Lease) {
+	if len(ls) == 0 {
+		fmt.Fprintln(w, "no leases")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tEXTERNAL\tINTERNAL\tCLIENT\tVIA\tEXPIRES IN\tDESCRIPTION")
+	for _, l := range ls {
+		desc := l.Description
+		if len(l.Filters) > 0 {
+			desc = strings.TrimSpace(desc + " [from " + strings.Join(l.Filters, ", ") + "]")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%s\t%s\t%s\n", l.Proto, l.ExternalPort, l.InternalAddr, l.InternalPort,
+			l.Client, l.Origin, (time.Duration(l.ExpiresIn) * time.Second).String(), desc)
+	}
+	tw.Flush()
+}

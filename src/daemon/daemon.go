@@ -1,0 +1,362 @@
+// Package daemon wires dpfd together: configuration, lease store, firewall
+// backend, lease manager, protocol server and control socket, and runs them
+// until told to stop.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/config"
+	"github.com/dpf-router/dpf/src/control"
+	"github.com/dpf-router/dpf/src/firewall"
+	"github.com/dpf-router/dpf/src/lease"
+	"github.com/dpf-router/dpf/src/policy"
+	"github.com/dpf-router/dpf/src/server"
+	"github.com/dpf-router/dpf/src/store"
+)
+
+// Version is set at build time (-ldflags "-X .../daemon.Version=...").
+var Version = "dev"
+
+// watchInterval is how often the WAN address and LAN subnets are read again.
+const watchInterval = 5 * time.Second
+
+// Daemon is a running dpfd.
+type Daemon struct {
+	cfgPath string
+	log     *slog.Logger
+	clk     clock.Clock
+	started time.Time
+
+	fw    firewall.Backend
+	store *store.Store
+	m     *lease.Manager
+	srv   *server.Server
+	ctl   *control.Listener
+
+	extAddr atomic.Pointer[netip.Addr]
+
+	mu  sync.Mutex
+	cfg *config.Config // guarded by mu
+	lan []netip.Prefix // guarded by mu
+}
+
+// Options are what the command line adds to the configuration file.
+type Options struct {
+	ConfigPath string
+	Logger     *slog.Logger
+	// ExtraListen adds listening addresses (tests).
+	ExtraListen []netip.AddrPort
+}
+
+// New opens the store and the firewall, restores the leases and re-installs
+// their pinholes. It does not yet answer requests: call Run.
+func New(cfg *config.Config, opts Options) (*Daemon, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{cfgPath: opts.ConfigPath, log: log, clk: clock.Real{}, cfg: cfg}
+	d.started = d.clk.Now()
+
+	fw, err := firewall.New(cfg.Backend, firewall.Config{WANInterface: cfg.WANInterface, Logger: log.With("component", "firewall")})
+	if err != nil {
+		return nil, fmt.Errorf("firewall backend %q: %w", cfg.Backend, err)
+	}
+	d.fw = fw
+	if err := fw.Init(); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("initialising %s: %w", fw.Name(), err)
+	}
+	st, err := store.Open(cfg.DB)
+	if err != nil {
+		fw.Close()
+		return nil, err
+	}
+	d.store = st
+
+	d.lan = lanPrefixes(cfg.LANInterfaces)
+	d.m = lease.New(lease.Config{
+		MinLifetime:        cfg.MinLifetime,
+		MaxLifetime:        cfg.MaxLifetime,
+		MaxPerHost:         cfg.MaxPerHost,
+		MaxLeases:          cfg.MaxLeases,
+		CheckpointInterval: checkpointInterval(cfg),
+		Policy:             d.policy(),
+		Clock:              d.clk,
+		Logger:             log.With("component", "lease"),
+		Firewall:           fw,
+		Store:              st,
+	})
+
+	stored, bad, err := st.Load()
+	if err != nil {
+		d.closeResources()
+		return nil, fmt.Errorf("loading leases: %w", err)
+	}
+	for _, b := range bad {
+		log.Warn("skipping unreadable stored lease", "record", b)
+	}
+	restored, dropped, err := d.m.Restore(stored)
+	if err != nil {
+		log.Warn("restoring leases", "err", err)
+	}
+	syncStart := time.Now()
+	if err := fw.Sync(d.m.Pinholes()); err != nil {
+		d.closeResources()
+		return nil, fmt.Errorf("installing restored pinholes: %w", err)
+	}
+	log.Info("leases restored", "restored", restored, "expired", dropped, "backend", fw.Name(),
+		"sync_time", time.Since(syncStart).String())
+
+	epoch := d.restoredEpoch(restored > 0)
+	d.updateExternal()
+	d.srv = server.New(server.Config{
+		LANInterfaces: cfg.LANInterfaces,
+		ExtraListen:   opts.ExtraListen,
+		Manager:       d.m,
+		ExternalAddr:  d.ExternalAddr,
+		RateLimit:     cfg.RateLimit,
+		RateBurst:     cfg.RateBurst,
+		EpochBase:     epoch,
+		Clock:         d.clk,
+		Logger:        log.With("component", "server"),
+	})
+	return d, nil
+}
+
+func checkpointInterval(cfg *config.Config) time.Duration {
+	if cfg.CheckpointInterval <= 0 {
+		// "0 writes every renewal": a one-second checkpoint is as good
+		// and batches bursts.
+		return time.Second
+	}
+	return cfg.CheckpointInterval
+}
+
+// restoredEpoch continues the PCP epoch when lease state was restored
+// (RFC 6887 section 8.5): the saved value plus the downtime when the wall
+// clock looks sane, else plus one checkpoint interval so it never goes back.
+// Without restored state the epoch starts again at 0, which tells clients to
+// re-create their mappings.
+func (d *Daemon) restoredEpoch(restored bool) uint32 {
+	if !restored {
+		return 0
+	}
+	e, at, ok, err := d.store.LoadEpoch()
+	if err != nil || !ok {
+		return 0
+	}
+	down := time.Since(at)
+	if down < 0 || down > 24*time.Hour {
+		down = checkpointInterval(d.cfg)
+	}
+	return e + uint32(down/time.Second)
+}
+
+// policy builds the policy from the configured rules and the LAN subnets.
+func (d *Daemon) policy() *policy.Policy {
+	return &policy.Policy{Rules: d.cfg.Rules, LANPrefixes: d.lan}
+}
+
+// ExternalAddr returns the current external address (invalid if unknown).
+func (d *Daemon) ExternalAddr() netip.Addr {
+	if p := d.extAddr.Load(); p != nil {
+		return *p
+	}
+	return netip.Addr{}
+}
+
+func (d *Daemon) updateExternal() {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	addr := cfg.ExternalAddress
+	if !addr.IsValid() {
+		addr = firstIPv4(cfg.WANInterface)
+	}
+	old := d.ExternalAddr()
+	if addr != old {
+		d.extAddr.Store(&addr)
+		if addr.IsValid() {
+			d.log.Info("external address", "addr", addr.String(), "previous", old.String())
+		} else {
+			d.log.Warn("no external address on WAN interface", "interface", cfg.WANInterface)
+		}
+	}
+}
+
+func firstIPv4(ifname string) netip.Addr {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap().Is4() {
+				return ip.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func lanPrefixes(ifnames []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, name := range ifnames {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			ones, _ := ipn.Mask.Size()
+			if ok && ip.Unmap().Is4() {
+				out = append(out, netip.PrefixFrom(ip.Unmap(), ones).Masked())
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return slices.Compact(out)
+}
+
+// Run serves until ctx is done, then checkpoints and closes everything. The
+// pinholes stay installed so that a restart does not cut connections;
+// `dpfd cleanup` removes them.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctl, err := control.Listen(d.cfg.Socket)
+	if err != nil {
+		d.closeResources()
+		return err
+	}
+	d.ctl = ctl
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var serveErr error
+	wg.Add(4)
+	go func() { defer wg.Done(); d.m.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := d.srv.Serve(ctx); err != nil {
+			serveErr = err
+			cancel()
+		}
+	}()
+	go func() { defer wg.Done(); ctl.Serve(ctx, d.handle, d.log.With("component", "control")) }()
+	go func() { defer wg.Done(); d.watch(ctx) }()
+	d.log.Info("dpfd running", "version", Version, "lan", d.cfg.LANInterfaces, "wan", d.cfg.WANInterface,
+		"backend", d.fw.Name(), "leases", d.m.Len(), "epoch", d.srv.Epoch())
+	wg.Wait()
+	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
+		d.log.Warn("saving epoch", "err", err)
+	}
+	d.closeResources()
+	d.log.Info("dpfd stopped")
+	return serveErr
+}
+
+// watch follows the WAN address and LAN subnets and saves the epoch.
+func (d *Daemon) watch(ctx context.Context) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	lastSave := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.updateExternal()
+		d.mu.Lock()
+		lan := lanPrefixes(d.cfg.LANInterfaces)
+		changed := !slices.Equal(lan, d.lan)
+		if changed {
+			d.lan = lan
+		}
+		d.mu.Unlock()
+		if changed {
+			d.log.Info("LAN subnets changed", "subnets", lan)
+			d.m.SetPolicy(d.policyLocked())
+		}
+		if time.Since(lastSave) >= checkpointInterval(d.cfg) {
+			if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
+				d.log.Warn("saving epoch", "err", err)
+			}
+			lastSave = time.Now()
+		}
+	}
+}
+
+func (d *Daemon) policyLocked() *policy.Policy {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.policy()
+}
+
+// Reload re-reads the configuration file and applies what can change
+// without a restart: rules, lifetimes, quotas, external address override.
+// Interfaces, backend, database and socket paths need a restart.
+func (d *Daemon) Reload() error {
+	if d.cfgPath == "" {
+		return errors.New("no configuration file to reload")
+	}
+	cfg, err := config.Load(d.cfgPath)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	old := d.cfg
+	if !slices.Equal(cfg.LANInterfaces, old.LANInterfaces) || cfg.WANInterface != old.WANInterface ||
+		cfg.Backend != old.Backend || cfg.DB != old.DB || cfg.Socket != old.Socket {
+		d.log.Warn("interfaces, backend, db or socket changed: restart dpfd to apply")
+		cfg.LANInterfaces, cfg.WANInterface, cfg.Backend, cfg.DB, cfg.Socket =
+			old.LANInterfaces, old.WANInterface, old.Backend, old.DB, old.Socket
+	}
+	d.cfg = cfg
+	d.mu.Unlock()
+	d.m.SetPolicy(d.policyLocked())
+	d.m.SetLimits(cfg.MinLifetime, cfg.MaxLifetime, cfg.MaxPerHost, cfg.MaxLeases)
+	d.updateExternal()
+	d.log.Info("configuration reloaded", "file", d.cfgPath, "rules", len(cfg.Rules))
+	return nil
+}
+
+// Reconcile makes the firewall match the leases again.
+func (d *Daemon) Reconcile() error {
+	if err := d.fw.Init(); err != nil {
+		return err
+	}
+	return d.fw.Sync(d.m.Pinholes())
+}
+
+func (d *Daemon) closeResources() {
+	if d.fw != nil {
+		d.fw.Close()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+}
