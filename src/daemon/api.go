@@ -97,8 +97,8 @@ func leaseView(l lease.Lease, now time.Time) control.Lease {
 		Origin:       string(l.Origin),
 		Description:  l.Description,
 		Lifetime:     int64(l.Lifetime / time.Second),
-		Created:      l.Created.UTC(),
-		Expires:      l.Expires.UTC(),
+		Created:      l.Created.UTC().Truncate(time.Second),
+		Expires:      l.Expires.UTC().Truncate(time.Second),
 		ExpiresIn:    max(0, int64(l.Expires.Sub(now)/time.Second)),
 	}
 	for _, f := range l.Filters {
