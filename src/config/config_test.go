@@ -209,11 +209,11 @@ config rule
 	}
 }
 
-// TestExampleFile checks that testdata/dpf.conf, the file shipped as
+// TestExampleFile checks that files/etc/config/dpf, the file shipped as
 // /etc/config/dpf, sets every option to its default and that its rule
 // behaves as the shipped default must.
 func TestExampleFile(t *testing.T) {
-	c, err := Load(filepath.Join("testdata", "dpf.conf"))
+	c, err := Load(shippedConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestExampleFile(t *testing.T) {
 
 	// Every option the builder knows appears in the file, commented out
 	// (external_address) or not.
-	raw, err := os.ReadFile(filepath.Join("testdata", "dpf.conf"))
+	raw, err := os.ReadFile(shippedConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,3 +283,6 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load = %v", err)
 	}
 }
+
+// shippedConfig is the default /etc/config/dpf that packages install.
+var shippedConfig = filepath.Join("..", "..", "files", "etc", "config", "dpf")

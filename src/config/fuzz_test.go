@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -14,7 +13,7 @@ import (
 // second Parse unchanged (line numbers aside), with WriteTo then stable.
 // The committed corpus is in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
-	if raw, err := os.ReadFile(filepath.Join("testdata", "dpf.conf")); err == nil {
+	if raw, err := os.ReadFile(shippedConfig); err == nil {
 		f.Add(raw)
 	}
 	for _, s := range []string{
