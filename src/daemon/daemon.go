@@ -188,8 +188,10 @@ func (d *Daemon) updateExternal() {
 	old := d.ExternalAddr()
 	if addr != old {
 		d.extAddr.Store(&addr)
-		if addr.IsValid() {
-			d.log.Info("external address", "addr", addr.String(), "previous", old.String())
+		if addr.IsValid() && old.IsValid() {
+			d.log.Info("external address changed", "addr", addr.String(), "previous", old.String())
+		} else if addr.IsValid() {
+			d.log.Info("external address", "addr", addr.String())
 		} else {
 			d.log.Warn("no external address on WAN interface", "interface", cfg.WANInterface)
 		}
