@@ -1,0 +1,458 @@
+//go:build linux
+
+package firewall
+
+// The iptables backend keeps its rules in two chains of its own:
+//
+//	*nat
+//	-A PREROUTING -i WAN -j DPF-PREROUTING             (inserted at position 1)
+//	-A DPF-PREROUTING -p tcp -m tcp --dport EXT -m comment --comment "dpf:tcp:EXT" -j DNAT --to-destination INT:PORT
+//	*filter
+//	-A FORWARD -j DPF-FORWARD                          (kept at position 1, so a DROP policy or later drops don't win)
+//	unfiltered pinhole:
+//	-A DPF-FORWARD -d INT/32 -p tcp -m tcp --dport PORT -m conntrack --ctstate DNAT --ctorigdstport EXT -m comment --comment "dpf:tcp:EXT" -j ACCEPT
+//	filtered pinhole, one ACCEPT per filter then a DROP:
+//	-A DPF-FORWARD -s PREFIX -d INT/32 -p tcp -m tcp [--sport P] --dport PORT -m conntrack ... -j ACCEPT
+//	-A DPF-FORWARD -d INT/32 -p tcp -m tcp --dport PORT -m conntrack ... -j DROP
+//
+// Every pinhole rule carries the comment "dpf:PROTO:EXT", which is how Add,
+// Remove and Installed find a pinhole's rules. Unlike nftables, iptables
+// costs one rule per pinhole (and filter) per packet; that is inherent.
+//
+// The rule specs are written in the canonical form `iptables -S` prints, so
+// that "is this pinhole already installed" is a comparison of argument
+// lists. Should an iptables version print them otherwise, Add rewrites the
+// pinhole's rules instead of doing nothing, which is still correct.
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Chains and tables of the iptables backend.
+const (
+	iptChainNAT     = "DPF-PREROUTING"
+	iptChainForward = "DPF-FORWARD"
+	iptTableNAT     = "nat"
+	iptTableFilter  = "filter"
+	iptTagPrefix    = "dpf:"
+)
+
+type iptBackend struct {
+	cfg Config
+	ipt iptDriver
+}
+
+func newIPTables(cfg Config, d iptDriver) (*iptBackend, error) {
+	cfg, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		g, err := newGoIPTables(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		d = g
+	}
+	return &iptBackend{cfg: cfg, ipt: d}, nil
+}
+
+func (b *iptBackend) Name() string { return "iptables" }
+func (b *iptBackend) Close() error { return nil }
+
+// iptTag is the comment on every rule of the pinhole with key k.
+func iptTag(k Key) string {
+	return iptTagPrefix + k.Proto.String() + ":" + strconv.Itoa(int(k.ExternalPort))
+}
+
+func parseTag(s string) (Key, bool) {
+	rest, ok := strings.CutPrefix(s, iptTagPrefix)
+	if !ok {
+		return Key{}, false
+	}
+	ps, port, ok := strings.Cut(rest, ":")
+	n, err := strconv.ParseUint(port, 10, 16)
+	if !ok || err != nil || n == 0 {
+		return Key{}, false
+	}
+	switch ps {
+	case "tcp":
+		return Key{TCP, uint16(n)}, true
+	case "udp":
+		return Key{UDP, uint16(n)}, true
+	}
+	return Key{}, false
+}
+
+// iptRules returns the rule specs of p (validated): its DNAT rule for
+// DPF-PREROUTING and its rules for DPF-FORWARD, in order.
+func iptRules(p Pinhole) (nat []string, fwd [][]string) {
+	proto := p.Proto.String()
+	ext := strconv.Itoa(int(p.ExternalPort))
+	tag := []string{"-m", "comment", "--comment", iptTag(p.Key())}
+	nat = slices.Concat(
+		[]string{"-p", proto, "-m", proto, "--dport", ext}, tag,
+		[]string{"-j", "DNAT", "--to-destination", netip.AddrPortFrom(p.InternalAddr, p.InternalPort).String()})
+	dst := []string{"-d", p.InternalAddr.String() + "/32", "-p", proto, "-m", proto}
+	ct := []string{"--dport", strconv.Itoa(int(p.InternalPort)),
+		"-m", "conntrack", "--ctstate", "DNAT", "--ctorigdstport", ext}
+	if len(p.Filters) == 0 {
+		return nat, [][]string{slices.Concat(dst, ct, tag, []string{"-j", "ACCEPT"})}
+	}
+	for _, f := range p.Filters {
+		var src, sport []string
+		if f.Prefix.Bits() > 0 { // iptables omits -s 0.0.0.0/0
+			src = []string{"-s", f.Prefix.String()}
+		}
+		if f.Port != 0 {
+			sport = []string{"--sport", strconv.Itoa(int(f.Port))}
+		}
+		fwd = append(fwd, slices.Concat(src, dst, sport, ct, tag, []string{"-j", "ACCEPT"}))
+	}
+	return nat, append(fwd, slices.Concat(dst, ct, tag, []string{"-j", "DROP"}))
+}
+
+// iptRule is one parsed line of `iptables -S CHAIN`.
+type iptRule struct {
+	spec []string // arguments after "-A CHAIN"
+	key  Key
+	ours bool // carries a dpf pinhole tag
+}
+
+func (r iptRule) arg(name string) (string, bool) {
+	i := slices.Index(r.spec, name)
+	if i < 0 || i+1 >= len(r.spec) {
+		return "", false
+	}
+	return r.spec[i+1], true
+}
+
+// list returns the rules of table/chain. ok is false when the chain does
+// not exist.
+func (b *iptBackend) list(table, chain string) (rules []iptRule, ok bool, err error) {
+	lines, err := b.ipt.List(table, chain)
+	if err != nil {
+		// iptables-nft says "incompatible" for a missing chain, so
+		// ask rather than parse the message.
+		if ok, cerr := b.ipt.ChainExists(table, chain); cerr == nil && !ok {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("firewall: iptables -t %s -S %s: %w", table, chain, err)
+	}
+	for _, l := range lines {
+		args := splitRule(l)
+		if len(args) < 2 || args[0] != "-A" || args[1] != chain {
+			continue
+		}
+		r := iptRule{spec: args[2:]}
+		if c, ok := r.arg("--comment"); ok {
+			r.key, r.ours = parseTag(c)
+		}
+		rules = append(rules, r)
+	}
+	return rules, true, nil
+}
+
+// iptJump is a rule in a built-in chain that jumps to one of ours.
+type iptJump struct {
+	table, chain, target string
+	spec                 []string
+}
+
+// jumps returns the jumps into our chains.
+func (b *iptBackend) jumps() []iptJump {
+	return []iptJump{
+		{iptTableNAT, "PREROUTING", iptChainNAT, []string{"-i", b.cfg.WANInterface, "-j", iptChainNAT}},
+		{iptTableFilter, "FORWARD", iptChainForward, []string{"-j", iptChainForward}},
+	}
+}
+
+// Init creates the chains if missing and makes the jumps into them exactly
+// one each, first in their chain, with the current WAN interface.
+func (b *iptBackend) Init() error {
+	for _, c := range []struct{ table, chain string }{{iptTableNAT, iptChainNAT}, {iptTableFilter, iptChainForward}} {
+		ok, err := b.ipt.ChainExists(c.table, c.chain)
+		if err != nil {
+			return fmt.Errorf("firewall: iptables: %w", err)
+		}
+		if !ok {
+			if err := b.ipt.ClearChain(c.table, c.chain); err != nil { // -N
+				return fmt.Errorf("firewall: iptables -t %s -N %s: %w", c.table, c.chain, err)
+			}
+		}
+	}
+	return b.ensureJumps()
+}
+
+func (b *iptBackend) ensureJumps() error {
+	for _, j := range b.jumps() {
+		rules, _, err := b.list(j.table, j.chain)
+		if err != nil {
+			return err
+		}
+		var ours [][]string
+		first := -1
+		for i, r := range rules {
+			if t, _ := r.arg("-j"); t == j.target {
+				if len(ours) == 0 {
+					first = i
+				}
+				ours = append(ours, r.spec)
+			}
+		}
+		if len(ours) == 1 && first == 0 && slices.Equal(ours[0], j.spec) {
+			continue
+		}
+		// Wrong interface, not first, or duplicated: start over.
+		for _, spec := range ours {
+			if err := b.ipt.Delete(j.table, j.chain, spec...); err != nil && !isNotExist(err) {
+				return fmt.Errorf("firewall: iptables -t %s -D %s: %w", j.table, j.chain, err)
+			}
+		}
+		if err := b.ipt.Insert(j.table, j.chain, 1, j.spec...); err != nil {
+			return fmt.Errorf("firewall: iptables -t %s -I %s: %w", j.table, j.chain, err)
+		}
+	}
+	return nil
+}
+
+// Add installs p unless exactly its rules are there; otherwise it deletes
+// the pinhole's rules and appends the new ones.
+func (b *iptBackend) Add(p Pinhole) error {
+	p, err := validate(p)
+	if err != nil {
+		return err
+	}
+	nat, fwd := iptRules(p)
+	curNAT, curFwd, chains, err := b.rulesOf(p.Key())
+	if err != nil {
+		return err
+	}
+	if !chains {
+		// Someone deleted our chains: re-create them and the jumps.
+		if err := b.Init(); err != nil {
+			return err
+		}
+	}
+	if slices.EqualFunc(curNAT, [][]string{nat}, slices.Equal) && slices.EqualFunc(curFwd, fwd, slices.Equal) {
+		return nil // already so
+	}
+	if err := b.deleteRules(curNAT, curFwd); err != nil {
+		return err
+	}
+	for _, spec := range fwd {
+		if err := b.ipt.Append(iptTableFilter, iptChainForward, spec...); err != nil {
+			return fmt.Errorf("firewall: iptables -A %s: %w", iptChainForward, err)
+		}
+	}
+	if err := b.ipt.Append(iptTableNAT, iptChainNAT, nat...); err != nil {
+		return fmt.Errorf("firewall: iptables -t nat -A %s: %w", iptChainNAT, err)
+	}
+	return nil
+}
+
+// rulesOf returns the specs of the rules tagged with k in our chains;
+// chains is false if either chain is missing.
+func (b *iptBackend) rulesOf(k Key) (nat, fwd [][]string, chains bool, err error) {
+	nr, okN, err := b.list(iptTableNAT, iptChainNAT)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	fr, okF, err := b.list(iptTableFilter, iptChainForward)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, r := range nr {
+		if r.ours && r.key == k {
+			nat = append(nat, r.spec)
+		}
+	}
+	for _, r := range fr {
+		if r.ours && r.key == k {
+			fwd = append(fwd, r.spec)
+		}
+	}
+	return nat, fwd, okN && okF, nil
+}
+
+func (b *iptBackend) deleteRules(nat, fwd [][]string) error {
+	// DNAT first, so no new flow is set up for a half-removed pinhole.
+	for _, spec := range nat {
+		if err := b.ipt.Delete(iptTableNAT, iptChainNAT, spec...); err != nil && !isNotExist(err) {
+			return fmt.Errorf("firewall: iptables -t nat -D %s: %w", iptChainNAT, err)
+		}
+	}
+	for _, spec := range fwd {
+		if err := b.ipt.Delete(iptTableFilter, iptChainForward, spec...); err != nil && !isNotExist(err) {
+			return fmt.Errorf("firewall: iptables -D %s: %w", iptChainForward, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the rules tagged with k.
+func (b *iptBackend) Remove(k Key) error {
+	nat, fwd, _, err := b.rulesOf(k)
+	if err != nil {
+		return err
+	}
+	return b.deleteRules(nat, fwd)
+}
+
+// Sync rewrites both chains with exactly ps's rules. With iptables-restore
+// that is one call (each table is replaced atomically); without, the chains
+// are flushed and the rules appended one by one.
+func (b *iptBackend) Sync(ps []Pinhole) error {
+	want, err := validateAll(ps)
+	if err != nil {
+		return err
+	}
+	var nat, fwd [][]string
+	for _, p := range sortedPinholes(want) {
+		n, f := iptRules(p)
+		nat = append(nat, n)
+		fwd = append(fwd, f...)
+	}
+	err = b.ipt.Restore(iptRestoreInput(nat, fwd))
+	if err == ErrUnsupported {
+		b.cfg.Logger.Debug("iptables: no iptables-restore, syncing rule by rule")
+		err = b.syncSlow(nat, fwd)
+	}
+	if err != nil {
+		return fmt.Errorf("firewall: iptables sync: %w", err)
+	}
+	return b.ensureJumps()
+}
+
+// iptRestoreInput is the `iptables-restore --noflush` input that creates (or
+// flushes) our two chains and fills them. Declaring a chain flushes it; other
+// chains are left alone.
+func iptRestoreInput(nat, fwd [][]string) []byte {
+	var s strings.Builder
+	s.WriteString("*nat\n:" + iptChainNAT + " - [0:0]\n")
+	for _, spec := range nat {
+		s.WriteString("-A " + iptChainNAT + " " + strings.Join(spec, " ") + "\n")
+	}
+	s.WriteString("COMMIT\n*filter\n:" + iptChainForward + " - [0:0]\n")
+	for _, spec := range fwd {
+		s.WriteString("-A " + iptChainForward + " " + strings.Join(spec, " ") + "\n")
+	}
+	s.WriteString("COMMIT\n")
+	return []byte(s.String())
+}
+
+func (b *iptBackend) syncSlow(nat, fwd [][]string) error {
+	if err := b.ipt.ClearChain(iptTableNAT, iptChainNAT); err != nil {
+		return err
+	}
+	if err := b.ipt.ClearChain(iptTableFilter, iptChainForward); err != nil {
+		return err
+	}
+	for _, spec := range fwd {
+		if err := b.ipt.Append(iptTableFilter, iptChainForward, spec...); err != nil {
+			return err
+		}
+	}
+	for _, spec := range nat {
+		if err := b.ipt.Append(iptTableNAT, iptChainNAT, spec...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Installed parses the pinholes back from our chains' tagged rules.
+func (b *iptBackend) Installed() ([]Pinhole, error) {
+	nr, _, err := b.list(iptTableNAT, iptChainNAT)
+	if err != nil {
+		return nil, err
+	}
+	fr, _, err := b.list(iptTableFilter, iptChainForward)
+	if err != nil {
+		return nil, err
+	}
+	ps := make(map[Key]Pinhole)
+	for _, r := range nr {
+		to, ok := r.arg("--to-destination")
+		if !r.ours || !ok {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(to)
+		if err != nil {
+			return nil, fmt.Errorf("firewall: iptables rule %q: %w", strings.Join(r.spec, " "), err)
+		}
+		ps[r.key] = Pinhole{Proto: r.key.Proto, ExternalPort: r.key.ExternalPort,
+			InternalAddr: ap.Addr(), InternalPort: ap.Port()}
+	}
+	filtered := make(map[Key][]Filter)
+	dropped := make(map[Key]bool)
+	for _, r := range fr {
+		if !r.ours {
+			continue
+		}
+		switch t, _ := r.arg("-j"); t {
+		case "DROP":
+			dropped[r.key] = true
+		case "ACCEPT":
+			f := Filter{Prefix: netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
+			if s, ok := r.arg("-s"); ok {
+				if f.Prefix, err = netip.ParsePrefix(s); err != nil {
+					return nil, fmt.Errorf("firewall: iptables rule %q: %w", strings.Join(r.spec, " "), err)
+				}
+			}
+			if s, ok := r.arg("--sport"); ok {
+				n, err := strconv.ParseUint(s, 10, 16)
+				if err != nil {
+					return nil, fmt.Errorf("firewall: iptables rule %q: %w", strings.Join(r.spec, " "), err)
+				}
+				f.Port = uint16(n)
+			}
+			filtered[r.key] = append(filtered[r.key], f)
+		}
+	}
+	out := sortedPinholes(ps)
+	for i, p := range out {
+		if dropped[p.Key()] {
+			out[i].Filters, _ = normalizeFilters(filtered[p.Key()])
+		}
+	}
+	return out, nil
+}
+
+// Cleanup deletes the jumps into our chains, then the chains.
+func (b *iptBackend) Cleanup() error {
+	for _, j := range b.jumps() {
+		rules, _, err := b.list(j.table, j.chain)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if t, _ := r.arg("-j"); t != j.target {
+				continue
+			}
+			if err := b.ipt.Delete(j.table, j.chain, r.spec...); err != nil && !isNotExist(err) {
+				return fmt.Errorf("firewall: iptables -t %s -D %s: %w", j.table, j.chain, err)
+			}
+		}
+	}
+	for _, c := range []struct{ table, chain string }{{iptTableNAT, iptChainNAT}, {iptTableFilter, iptChainForward}} {
+		ok, err := b.ipt.ChainExists(c.table, c.chain)
+		if err != nil {
+			return fmt.Errorf("firewall: iptables: %w", err)
+		}
+		if !ok {
+			continue
+		}
+		if err := b.ipt.ClearChain(c.table, c.chain); err != nil {
+			return fmt.Errorf("firewall: iptables -t %s -F %s: %w", c.table, c.chain, err)
+		}
+		if err := b.ipt.DeleteChain(c.table, c.chain); err != nil {
+			return fmt.Errorf("firewall: iptables -t %s -X %s: %w", c.table, c.chain, err)
+		}
+	}
+	return nil
+}

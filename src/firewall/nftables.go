@@ -1,0 +1,466 @@
+//go:build linux
+
+package firewall
+
+// The nftables backend keeps everything in one table, "table ip dpf", and
+// does all per-packet lookups through sets and maps: the rule set is nine
+// rules whatever the number of pinholes. `nft list table ip dpf` shows:
+//
+//	table ip dpf {
+//		map dnat_tcp { type inet_service : ipv4_addr . inet_service }   # ext port : int addr . int port
+//		map dnat_udp { ... }
+//		set filtered_tcp { type inet_service }                            # ext ports that have filters
+//		set filtered_udp { ... }
+//		set allow_tcp { type inet_service . ipv4_addr . inet_service; flags interval }  # ext port . peer prefix . peer port (0-65535 for any)
+//		set allow_udp { ... }
+//		set fwd_pinholes { type ipv4_addr . inet_proto . inet_service }  # int addr . proto . int port
+//		chain filter_pre { type filter hook prerouting priority mangle; policy accept;
+//			iifname "WAN" ct direction original tcp dport @filtered_tcp tcp dport . ip saddr . tcp sport != @allow_tcp drop
+//			(same for udp) }
+//		chain dnat_pre { type nat hook prerouting priority dstnat; policy accept;
+//			iifname "WAN" dnat ip to tcp dport map @dnat_tcp
+//			(same for udp) }
+//		chain filter_fwd { type filter hook forward priority filter - 1; policy accept;
+//			ct status dnat ip daddr . meta l4proto . th dport @fwd_pinholes accept }
+//	}
+//
+// filter_pre runs before DNAT (priority mangle < dstnat) so it still sees the
+// external port; "ct direction original" keeps it off reply packets of
+// connections a LAN host opened from a port that is also a pinhole's.
+//
+// An accept verdict ends only the base chain it is in: other base chains on
+// the forward hook (fw4's "forward", with policy drop) still see the packet.
+// fw4 accepts DNATed flows itself ("ct status dnat accept" in its zone
+// forward chains); on systems without such a rule the operator must add one.
+// Drops are final, so filter_pre needs no help.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// nftConn is the part of *nftables.Conn the backend uses, so that a fake can
+// stand in. Calls that build a batch only queue messages; Flush sends them as
+// one netlink transaction.
+type nftConn interface {
+	AddTable(*nftables.Table) *nftables.Table
+	DelTable(*nftables.Table)
+	ListTablesOfFamily(nftables.TableFamily) ([]*nftables.Table, error)
+	AddChain(*nftables.Chain) *nftables.Chain
+	FlushChain(*nftables.Chain)
+	AddRule(*nftables.Rule) *nftables.Rule
+	AddSet(*nftables.Set, []nftables.SetElement) error
+	FlushSet(*nftables.Set)
+	GetSets(*nftables.Table) ([]*nftables.Set, error)
+	GetSetElements(*nftables.Set) ([]nftables.SetElement, error)
+	SetAddElements(*nftables.Set, []nftables.SetElement) error
+	SetDeleteElements(*nftables.Set, []nftables.SetElement) error
+	Flush() error
+}
+
+var _ nftConn = (*nftables.Conn)(nil)
+
+type nftBackend struct {
+	cfg  Config
+	conn nftConn
+	ns   *os.File // network namespace of conn (Config.NetNS), or nil
+}
+
+// newNFTables returns the nftables backend. It fails with ErrUnsupported when
+// nftables cannot be used over netlink.
+func newNFTables(cfg Config) (*nftBackend, error) {
+	cfg, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &nftBackend{cfg: cfg}
+	var opts []nftables.ConnOption
+	if cfg.NetNS != "" {
+		// Not AsLasting: each call dials anew, in this namespace, so
+		// keep the file open until Close.
+		if b.ns, err = openNetNS(cfg.NetNS); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nftables.WithNetNSFd(int(b.ns.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%w: nftables: %v", ErrUnsupported, err)
+	}
+	b.conn = c
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%w: nftables: %v", ErrUnsupported, err)
+	}
+	return b, nil
+}
+
+func (b *nftBackend) Name() string { return "nftables" }
+
+func (b *nftBackend) Close() error {
+	if b.ns != nil {
+		err := b.ns.Close()
+		b.ns = nil
+		return err
+	}
+	return nil
+}
+
+func (b *nftBackend) table() *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTableName}
+}
+
+// sets returns fresh descriptions of the table's sets, by name.
+func (b *nftBackend) sets(t *nftables.Table) map[string]*nftables.Set {
+	m := make(map[string]*nftables.Set)
+	for _, p := range nftProtos {
+		// map dnat_tcp { type inet_service : ipv4_addr . inet_service; }
+		m[nftDNATMap(p)] = &nftables.Set{
+			Table: t, Name: nftDNATMap(p), IsMap: true,
+			KeyType:      nftables.TypeInetService,
+			DataType:     nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
+			KeyByteOrder: binaryutil.BigEndian,
+		}
+		// set filtered_tcp { type inet_service; }
+		m[nftFiltered(p)] = &nftables.Set{
+			Table: t, Name: nftFiltered(p),
+			KeyType:      nftables.TypeInetService,
+			KeyByteOrder: binaryutil.BigEndian,
+		}
+		// set allow_tcp { type inet_service . ipv4_addr . inet_service; flags interval; }
+		m[nftAllow(p)] = &nftables.Set{
+			Table: t, Name: nftAllow(p), Interval: true, Concatenation: true,
+			KeyType:      nftables.MustConcatSetType(nftables.TypeInetService, nftables.TypeIPAddr, nftables.TypeInetService),
+			KeyByteOrder: binaryutil.BigEndian,
+		}
+	}
+	// set fwd_pinholes { type ipv4_addr . inet_proto . inet_service; }
+	m[nftSetForward] = &nftables.Set{
+		Table: t, Name: nftSetForward,
+		KeyType:      nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService),
+		KeyByteOrder: binaryutil.BigEndian,
+	}
+	return m
+}
+
+// setOrder is the order sets are created in (for stable listings).
+func setOrder() []string {
+	var names []string
+	for _, p := range nftProtos {
+		names = append(names, nftDNATMap(p))
+	}
+	for _, p := range nftProtos {
+		names = append(names, nftFiltered(p))
+	}
+	for _, p := range nftProtos {
+		names = append(names, nftAllow(p))
+	}
+	return append(names, nftSetForward)
+}
+
+// queueStructure queues, into the pending batch, the table, its sets and
+// its chains with their rules. Existing objects are kept (no NLM_F_EXCL),
+// the chains are flushed and their rules re-added, so the rules always
+// carry the current WAN interface. Set elements are not touched.
+func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables.Set) error {
+	b.conn.AddTable(t) // add table ip dpf
+	for _, name := range setOrder() {
+		if err := b.conn.AddSet(sets[name], nil); err != nil {
+			return fmt.Errorf("firewall: nftables set %s: %w", name, err)
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	pre := b.conn.AddChain(&nftables.Chain{
+		// chain filter_pre { type filter hook prerouting priority mangle; policy accept; }
+		Table: t, Name: nftChainFilterPre, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-150), Policy: &accept,
+	})
+	dnat := b.conn.AddChain(&nftables.Chain{
+		// chain dnat_pre { type nat hook prerouting priority dstnat; policy accept; }
+		Table: t, Name: nftChainDNAT, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-100), Policy: &accept,
+	})
+	fwd := b.conn.AddChain(&nftables.Chain{
+		// chain filter_fwd { type filter hook forward priority filter - 1; policy accept; }
+		Table: t, Name: nftChainForward, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-1), Policy: &accept,
+	})
+	for _, c := range []*nftables.Chain{pre, dnat, fwd} {
+		b.conn.FlushChain(c) // flush chain ip dpf NAME
+	}
+	ifname := make([]byte, 16) // IFNAMSIZ, NUL padded: an exact match
+	copy(ifname, b.cfg.WANInterface)
+	iif := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
+	}
+	for _, p := range nftProtos {
+		isProto := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
+		}
+		allow, filtered, dmap := sets[nftAllow(p)], sets[nftFiltered(p)], sets[nftDNATMap(p)]
+		// add rule ip dpf filter_pre iifname "WAN" ct direction original
+		//     tcp dport @filtered_tcp tcp dport . ip saddr . tcp sport != @allow_tcp drop
+		b.conn.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: concatExprs(iif,
+			[]expr.Any{
+				&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
+			},
+			isProto,
+			[]expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: filtered.Name, SetID: filtered.ID},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+				&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: allow.Name, SetID: allow.ID, Invert: true},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			})})
+		// add rule ip dpf dnat_pre iifname "WAN" dnat ip to tcp dport map @dnat_tcp
+		b.conn.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: concatExprs(iif, isProto,
+			[]expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: dmap.Name, SetID: dmap.ID},
+				// The map data is addr (reg 1) . port (reg 9).
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9},
+			})})
+	}
+	fset := sets[nftSetForward]
+	// add rule ip dpf filter_fwd ct status dnat ip daddr . meta l4proto . th dport @fwd_pinholes accept
+	b.conn.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
+		&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: fset.Name, SetID: fset.ID},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}})
+	return nil
+}
+
+func concatExprs(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// Init creates the table, sets and chains if missing and (re)writes the
+// rules, in one batch. Set elements (the pinholes) are kept.
+func (b *nftBackend) Init() error {
+	t := b.table()
+	if err := b.queueStructure(t, b.sets(t)); err != nil {
+		return err
+	}
+	if err := b.conn.Flush(); err != nil {
+		return fmt.Errorf("firewall: nftables init: %w", err)
+	}
+	b.cfg.Logger.Debug("nftables: table ready", "table", nftTableName, "wan", b.cfg.WANInterface)
+	return nil
+}
+
+// Sync re-creates the structure (as Init) and replaces every set's elements
+// with those of ps, all in one batch.
+func (b *nftBackend) Sync(ps []Pinhole) error {
+	want, err := validateAll(ps)
+	if err != nil {
+		return err
+	}
+	return b.syncValid(want)
+}
+
+func (b *nftBackend) syncValid(want map[Key]Pinhole) error {
+	t := b.table()
+	sets := b.sets(t)
+	if err := b.queueStructure(t, sets); err != nil {
+		return err
+	}
+	elems := nftElements(want)
+	for _, name := range setOrder() {
+		b.conn.FlushSet(sets[name]) // flush set ip dpf NAME
+		if len(elems[name]) == 0 {
+			continue
+		}
+		// add element ip dpf NAME { ... }
+		if err := b.conn.SetAddElements(sets[name], setElements(elems[name], false)); err != nil {
+			return fmt.Errorf("firewall: nftables set %s: %w", name, err)
+		}
+	}
+	if err := b.conn.Flush(); err != nil {
+		return fmt.Errorf("firewall: nftables sync: %w", err)
+	}
+	b.cfg.Logger.Debug("nftables: synced", "pinholes", len(want))
+	return nil
+}
+
+func setElements(es []nftElem, keysOnly bool) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(es))
+	for i, e := range es {
+		if keysOnly {
+			e.Val = nil // deletion is by key (and key end)
+		}
+		out[i] = e.setElement()
+	}
+	return out
+}
+
+// errNoTable reports that dpfd's table or one of its sets is missing.
+var errNoTable = errors.New("nftables table missing")
+
+// read returns the elements of every set. It returns errNoTable when the
+// table or any of its sets does not exist.
+func (b *nftBackend) read() (nftState, error) {
+	t := b.table()
+	found, err := b.tableExists()
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errNoTable
+	}
+	have, err := b.conn.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: nftables list sets: %w", err)
+	}
+	byName := make(map[string]*nftables.Set)
+	for _, s := range have {
+		byName[s.Name] = s
+	}
+	st := make(nftState)
+	for _, name := range setOrder() {
+		s, ok := byName[name]
+		if !ok {
+			return nil, errNoTable
+		}
+		es, err := b.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("firewall: nftables list set %s: %w", name, err)
+		}
+		for _, e := range es {
+			st[name] = append(st[name], nftElem{Key: e.Key, KeyEnd: e.KeyEnd, Val: e.Val})
+		}
+	}
+	return st, nil
+}
+
+// Installed reads the pinholes back from the set elements over netlink.
+// No table means no pinholes.
+func (b *nftBackend) Installed() ([]Pinhole, error) {
+	st, err := b.read()
+	if errors.Is(err, errNoTable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nftPinholes(st)
+}
+
+// Add installs p by adding and deleting only the elements that differ, in
+// one batch. If the table is gone, it re-creates it (as Sync) with the
+// pinholes that remain.
+func (b *nftBackend) Add(p Pinhole) error {
+	p, err := validate(p)
+	if err != nil {
+		return err
+	}
+	return b.change(func(m map[Key]Pinhole) { m[p.Key()] = p }, true)
+}
+
+// Remove deletes the elements of the pinhole with key k, in one batch.
+func (b *nftBackend) Remove(k Key) error {
+	return b.change(func(m map[Key]Pinhole) { delete(m, k) }, false)
+}
+
+func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
+	cur, err := b.read()
+	missing := errors.Is(err, errNoTable)
+	if missing {
+		if !create {
+			return nil
+		}
+		b.cfg.Logger.Debug("nftables: table or set missing, re-creating")
+		cur = nftState{}
+	} else if err != nil {
+		return err
+	}
+	ps, err := nftPinholes(cur)
+	if err != nil {
+		return err
+	}
+	m := make(map[Key]Pinhole, len(ps)+1)
+	for _, p := range ps {
+		m[p.Key()] = p
+	}
+	edit(m)
+	if missing {
+		return b.syncValid(m)
+	}
+	del, add := nftDiff(cur, nftElements(m))
+	if len(del) == 0 && len(add) == 0 {
+		return nil // already so
+	}
+	sets := b.sets(b.table())
+	for _, name := range setOrder() {
+		if len(del[name]) > 0 {
+			// delete element ip dpf NAME { ... }
+			if err := b.conn.SetDeleteElements(sets[name], setElements(del[name], true)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range setOrder() {
+		if len(add[name]) > 0 {
+			// add element ip dpf NAME { ... }
+			if err := b.conn.SetAddElements(sets[name], setElements(add[name], false)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.conn.Flush(); err != nil {
+		return fmt.Errorf("firewall: nftables update: %w", err)
+	}
+	return nil
+}
+
+// Cleanup deletes table ip dpf if it exists.
+func (b *nftBackend) Cleanup() error {
+	ok, err := b.tableExists()
+	if err != nil || !ok {
+		return err
+	}
+	b.conn.DelTable(b.table()) // delete table ip dpf
+	if err := b.conn.Flush(); err != nil {
+		return fmt.Errorf("firewall: nftables cleanup: %w", err)
+	}
+	return nil
+}
+
+func (b *nftBackend) tableExists() (bool, error) {
+	tables, err := b.conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, fmt.Errorf("firewall: nftables list tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == nftTableName {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// ipsDstNAT is IPS_DST_NAT from linux/netfilter/nf_conntrack_common.h, the
+// conntrack status bit "ct status dnat" tests.
+const ipsDstNAT = 1 << 5
