@@ -269,6 +269,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); ctl.Serve(ctx, d.handle, d.log.With("component", "control")) }()
 	go func() { defer wg.Done(); d.watch(ctx) }()
+	// Save the epoch now, not only at the first checkpoint, so that a
+	// crash before then still lets the next start continue it.
+	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
+		d.log.Warn("saving epoch", "err", err)
+	}
 	d.log.Info("dpfd running", "version", Version, "lan", d.cfg.LANInterfaces, "wan", d.cfg.WANInterface,
 		"backend", d.fw.Name(), "leases", d.m.Len(), "epoch", d.srv.Epoch())
 	wg.Wait()

@@ -225,7 +225,12 @@ func TestKillAndRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(1100 * time.Millisecond) // let the epoch reach at least 1
 			before := r.leases()
+			epochBefore := r.epoch(t)
+			if epochBefore == 0 {
+				t.Fatal("epoch still 0 after a second")
+			}
 
 			r.kill(syscall.SIGKILL)
 			// Rules outlive the process...
@@ -241,6 +246,11 @@ func TestKillAndRestart(t *testing.T) {
 			r.mustReach("tcp", a)
 			r.mustReach("tcp", b)
 			r.mustReach("udp", u)
+			// State was restored, so the epoch continues (RFC 6887
+			// section 8.5) instead of starting again at 0.
+			if e := r.epoch(t); e < epochBefore {
+				t.Fatalf("epoch went back from %d to %d across a restart with restored state", epochBefore, e)
+			}
 			after := r.leases()
 			if len(after) != len(before) {
 				t.Fatalf("%d leases before the crash, %d after", len(before), len(after))
@@ -268,6 +278,20 @@ func TestKillAndRestart(t *testing.T) {
 			r.mustNotReach("tcp", b)
 		})
 	}
+}
+
+// epoch asks the router for its address with NAT-PMP and returns the epoch.
+func (r *router) epoch(t *testing.T) uint32 {
+	t.Helper()
+	reply, err := udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), []byte{0, 0}, 3*time.Second)
+	if err != nil || reply == nil {
+		t.Fatalf("no reply to a public address request: %v", err)
+	}
+	resp, err := natpmp.ParseResponse(reply)
+	if err != nil || resp.Result != natpmp.ResultSuccess || resp.ExternalAddr != lab.RouterWAN {
+		t.Fatalf("public address: %+v %v", resp, err)
+	}
+	return resp.Epoch
 }
 
 func itoa(n int) string {
