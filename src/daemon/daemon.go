@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/dpf-router/dpf/src/config"
 	"github.com/dpf-router/dpf/src/control"
 	"github.com/dpf-router/dpf/src/firewall"
+	"github.com/dpf-router/dpf/src/internal/ifaddr"
 	"github.com/dpf-router/dpf/src/lease"
 	"github.com/dpf-router/dpf/src/policy"
 	"github.com/dpf-router/dpf/src/server"
@@ -199,45 +199,20 @@ func (d *Daemon) updateExternal() {
 }
 
 func firstIPv4(ifname string) netip.Addr {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
+	ps, err := ifaddr.IPv4(ifname)
+	if err != nil || len(ps) == 0 {
 		return netip.Addr{}
 	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}
-	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap().Is4() {
-				return ip.Unmap()
-			}
-		}
-	}
-	return netip.Addr{}
+	return ps[0].Addr()
 }
 
+// lanPrefixes returns the subnets of the LAN interfaces, sorted.
 func lanPrefixes(ifnames []string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, name := range ifnames {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			continue
-		}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			ones, _ := ipn.Mask.Size()
-			if ok && ip.Unmap().Is4() {
-				out = append(out, netip.PrefixFrom(ip.Unmap(), ones).Masked())
-			}
+		ps, _ := ifaddr.IPv4(name) // a missing interface has no subnet yet
+		for _, p := range ps {
+			out = append(out, p.Masked())
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })

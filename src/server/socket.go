@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dpf-router/dpf/src/internal/ifaddr"
 )
 
 // socket is one UDP socket bound to a LAN address (and, for interface
@@ -75,28 +77,13 @@ func (s *Server) lanAddrs() (map[netip.AddrPort]string, error) {
 	want := map[netip.AddrPort]string{}
 	var errs []error
 	for _, name := range s.cfg.LANInterfaces {
-		ifi, err := net.InterfaceByName(name)
+		ps, err := ifaddr.IPv4(name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("LAN interface %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("LAN %w", err))
 			continue
 		}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("LAN interface %s: %w", name, err))
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			if !ok {
-				continue
-			}
-			if ip = ip.Unmap(); ip.Is4() {
-				want[netip.AddrPortFrom(ip, 5351)] = name
-			}
+		for _, p := range ps {
+			want[netip.AddrPortFrom(p.Addr(), 5351)] = name
 		}
 	}
 	for _, ap := range s.cfg.ExtraListen {
