@@ -71,8 +71,13 @@ func Listen(path string) (*Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("removing stale socket: %w", err)
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
 	}
 	// umask so the socket is never, even briefly, reachable by others.
 	old := syscall.Umask(0o077)

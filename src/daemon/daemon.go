@@ -112,7 +112,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		log.Warn("restoring leases", "err", err)
 	}
 	syncStart := time.Now()
-	if err := fw.Sync(d.m.Pinholes()); err != nil {
+	if err := d.m.SyncFirewall(); err != nil {
 		d.closeResources()
 		return nil, fmt.Errorf("installing restored pinholes: %w", err)
 	}
@@ -165,6 +165,7 @@ func (d *Daemon) restoredEpoch(restored bool) uint32 {
 }
 
 // policy builds the policy from the configured rules and the LAN subnets.
+// Callers hold d.mu (or own d exclusively, as New does).
 func (d *Daemon) policy() *policy.Policy {
 	return &policy.Policy{Rules: d.cfg.Rules, LANPrefixes: d.lan}
 }
@@ -223,7 +224,10 @@ func lanPrefixes(ifnames []string) []netip.Prefix {
 // pinholes stay installed so that a restart does not cut connections;
 // `dpfd cleanup` removes them.
 func (d *Daemon) Run(ctx context.Context) error {
-	ctl, err := control.Listen(d.cfg.Socket)
+	d.mu.Lock()
+	sockPath := d.cfg.Socket
+	d.mu.Unlock()
+	ctl, err := control.Listen(sockPath)
 	if err != nil {
 		d.closeResources()
 		return err
@@ -249,7 +253,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 		d.log.Warn("saving epoch", "err", err)
 	}
-	d.log.Info("dpfd running", "version", Version, "lan", d.cfg.LANInterfaces, "wan", d.cfg.WANInterface,
+	d.log.Info("dpfd running", "version", Version,
 		"backend", d.fw.Name(), "leases", d.m.Len(), "epoch", d.srv.Epoch())
 	wg.Wait()
 	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
@@ -274,28 +278,20 @@ func (d *Daemon) watch(ctx context.Context) {
 		d.updateExternal()
 		d.mu.Lock()
 		lan := lanPrefixes(d.cfg.LANInterfaces)
-		changed := !slices.Equal(lan, d.lan)
-		if changed {
+		if !slices.Equal(lan, d.lan) {
 			d.lan = lan
-		}
-		d.mu.Unlock()
-		if changed {
 			d.log.Info("LAN subnets changed", "subnets", lan)
-			d.m.SetPolicy(d.policyLocked())
+			d.m.SetPolicy(d.policy())
 		}
-		if time.Since(lastSave) >= checkpointInterval(d.cfg) {
+		interval := checkpointInterval(d.cfg)
+		d.mu.Unlock()
+		if time.Since(lastSave) >= interval {
 			if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 				d.log.Warn("saving epoch", "err", err)
 			}
 			lastSave = time.Now()
 		}
 	}
-}
-
-func (d *Daemon) policyLocked() *policy.Policy {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.policy()
 }
 
 // Reload re-reads the configuration file and applies what can change
@@ -318,20 +314,18 @@ func (d *Daemon) Reload() error {
 			old.LANInterfaces, old.WANInterface, old.Backend, old.DB, old.Socket
 	}
 	d.cfg = cfg
+	d.m.SetPolicy(d.policy())
 	d.mu.Unlock()
-	d.m.SetPolicy(d.policyLocked())
 	d.m.SetLimits(cfg.MinLifetime, cfg.MaxLifetime, cfg.MaxPerHost, cfg.MaxLeases)
 	d.updateExternal()
 	d.log.Info("configuration reloaded", "file", d.cfgPath, "rules", len(cfg.Rules))
 	return nil
 }
 
-// Reconcile makes the firewall match the leases again.
+// Reconcile makes the firewall match the leases again (Sync re-creates
+// dpfd's tables and chains if they are gone).
 func (d *Daemon) Reconcile() error {
-	if err := d.fw.Init(); err != nil {
-		return err
-	}
-	return d.fw.Sync(d.m.Pinholes())
+	return d.m.SyncFirewall()
 }
 
 func (d *Daemon) closeResources() {

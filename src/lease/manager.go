@@ -3,6 +3,7 @@ package lease
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -20,6 +21,8 @@ import (
 type Firewall interface {
 	Add(p firewall.Pinhole) error
 	Remove(k firewall.Key) error
+	// Sync makes the installed pinholes exactly ps.
+	Sync(ps []firewall.Pinhole) error
 }
 
 // Store makes leases durable. Put and Delete must be on stable storage when
@@ -92,6 +95,11 @@ type Manager struct {
 	perHost  map[netip.Addr]int
 	expiries expiryHeap
 	counters Counters
+
+	// fwDirty is set when a firewall change failed after the store
+	// changed; Run then re-syncs the firewall until it succeeds. Guarded
+	// by opMu.
+	fwDirty bool
 }
 
 // Counters are totals since the Manager started.
@@ -419,9 +427,10 @@ func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 		return Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, err)
 	}
 	if err := m.fw.Remove(e.Key()); err != nil {
-		// The store no longer has the lease; the next reconcile removes
-		// the stale rule. Report the failure but keep going.
-		m.log.Error("removing pinhole", "key", keyString(e.Key()), "err", err)
+		// The store no longer has the lease; Run re-syncs the firewall
+		// until the stale rule is gone.
+		m.log.Error("removing pinhole; will re-sync the firewall", "key", keyString(e.Key()), "err", err)
+		m.fwDirty = true
 	}
 	m.mu.Lock()
 	m.deleteLocked(e)
@@ -581,26 +590,55 @@ func (m *Manager) kick() {
 }
 
 // ExpireDue removes every lease whose deadline has passed and returns how
-// many it removed. Run calls it; tests call it after moving a fake clock.
-func (m *Manager) ExpireDue() int {
+// many it removed. A lease whose removal fails stays and is tried again after
+// retryDelay; the others are still removed. Run calls it; tests call it after
+// moving a fake clock.
+func (m *Manager) ExpireDue() (int, error) {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	now := m.clk.Now()
-	n := 0
-	for len(m.expiries) > 0 {
-		e := m.expiries[0]
-		if e.deadline.After(now) {
-			break
+	var due []*entry
+	for _, e := range m.expiries {
+		if !e.deadline.After(now) {
+			due = append(due, e)
 		}
+	}
+	n := 0
+	var errs []error
+	for _, e := range due {
 		if _, err := m.removeLocked(e, "expired"); err != nil {
 			m.log.Error("expiring lease", "key", keyString(e.Key()), "err", err)
-			// Try again on the next tick rather than spin.
-			break
+			errs = append(errs, err)
+			continue
 		}
 		n++
 	}
-	return n
+	return n, errors.Join(errs...)
 }
+
+// SyncFirewall makes the firewall hold exactly the pinholes of the current
+// leases (start-up, reconcile, recovery after a failed change). It holds the
+// change lock, so no lease changes meanwhile.
+func (m *Manager) SyncFirewall() error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := m.fw.Sync(m.Pinholes()); err != nil {
+		m.fwDirty = true
+		return err
+	}
+	m.fwDirty = false
+	return nil
+}
+
+func (m *Manager) firewallDirty() bool {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	return m.fwDirty
+}
+
+// retryDelay is how long Run waits after a failed expiry or firewall sync
+// before trying again, so a broken store or firewall does not spin the CPU.
+const retryDelay = 5 * time.Second
 
 // nextDeadline returns the earliest lease deadline, or false if there are no
 // leases.
@@ -651,10 +689,14 @@ const idleWait = time.Hour
 // goroutine.
 func (m *Manager) Run(ctx context.Context) {
 	lastCheckpoint := m.clk.Now()
+	var failing bool
 	for {
 		wait := idleWait
 		if d, ok := m.nextDeadline(); ok {
 			wait = d.Sub(m.clk.Now())
+		}
+		if failing {
+			wait = max(wait, retryDelay)
 		}
 		if until := lastCheckpoint.Add(m.cfg.CheckpointInterval).Sub(m.clk.Now()); until < wait {
 			wait = until
@@ -671,7 +713,14 @@ func (m *Manager) Run(ctx context.Context) {
 			t.Stop()
 		case <-t.C():
 		}
-		m.ExpireDue()
+		_, err := m.ExpireDue()
+		failing = err != nil
+		if m.firewallDirty() {
+			if err := m.SyncFirewall(); err != nil {
+				m.log.Error("re-syncing firewall", "err", err)
+				failing = true
+			}
+		}
 		if now := m.clk.Now(); now.Sub(lastCheckpoint) >= m.cfg.CheckpointInterval {
 			if err := m.Checkpoint(); err != nil {
 				m.log.Error("checkpoint", "err", err)

@@ -294,11 +294,11 @@ func TestExpiry(t *testing.T) {
 	a, _ := r.m.Map(natpmp(hostA, firewall.TCP, 2000, 0, time.Minute))
 	b, _ := r.m.Map(natpmp(hostA, firewall.TCP, 2001, 0, 2*time.Minute))
 	r.clk.Advance(59 * time.Second)
-	if n := r.m.ExpireDue(); n != 0 {
+	if n, _ := r.m.ExpireDue(); n != 0 {
 		t.Fatalf("expired %d early", n)
 	}
 	r.clk.Advance(time.Second)
-	if n := r.m.ExpireDue(); n != 1 {
+	if n, _ := r.m.ExpireDue(); n != 1 {
 		t.Fatalf("expired %d at the first deadline", n)
 	}
 	if _, ok := r.fw.Get(a.Key()); ok {
@@ -385,11 +385,11 @@ func TestRestoreBoundsLifetime(t *testing.T) {
 		t.Fatalf("capped lease expires %v", got.Expires)
 	}
 	r.clk.Advance(5 * time.Minute)
-	if n := r.m.ExpireDue(); n != 1 {
+	if n, _ := r.m.ExpireDue(); n != 1 {
 		t.Fatalf("expired %d after 5 min", n)
 	}
 	r.clk.Advance(5 * time.Minute)
-	if n := r.m.ExpireDue(); n != 1 {
+	if n, _ := r.m.ExpireDue(); n != 1 {
 		t.Fatalf("expired %d after 10 min", n)
 	}
 	if len(r.m.Pinholes()) != 0 {
@@ -449,5 +449,38 @@ func TestInvalidRequests(t *testing.T) {
 	}
 	if _, err := r.m.Map(natpmp(hostA, firewall.TCP, 0, 0, time.Minute)); !errors.Is(err, lease.ErrBadRequest) {
 		t.Fatalf("port 0: %v", err)
+	}
+}
+
+func TestFailedRemovalsAreRetried(t *testing.T) {
+	r := newRig(t, nil)
+	a, _ := r.m.Map(natpmp(hostA, firewall.TCP, 2000, 0, time.Minute))
+	b, _ := r.m.Map(natpmp(hostA, firewall.TCP, 2001, 0, time.Minute))
+	r.clk.Advance(time.Minute)
+	r.st.Fail = leasetest.ErrInjected
+	if n, err := r.m.ExpireDue(); n != 0 || err == nil {
+		t.Fatalf("expired %d with a failing store (err %v)", n, err)
+	}
+	r.st.Fail = nil
+	if n, err := r.m.ExpireDue(); n != 2 || err != nil {
+		t.Fatalf("retry expired %d (err %v)", n, err)
+	}
+	// A firewall that fails to remove a rule is re-synced later.
+	c, _ := r.m.Map(natpmp(hostA, firewall.TCP, 2002, 0, time.Minute))
+	r.fw.Fail = leasetest.ErrInjected
+	if _, err := r.m.Map(natpmp(hostA, firewall.TCP, 2002, 0, 0)); err != nil {
+		t.Fatalf("delete with a failing firewall: %v", err)
+	}
+	r.fw.Fail = nil
+	if _, ok := r.fw.Get(c.Key()); !ok {
+		t.Fatal("test set-up: rule should still be installed")
+	}
+	if err := r.m.SyncFirewall(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []lease.Key{a.Key(), b.Key(), c.Key()} {
+		if _, ok := r.fw.Get(k); ok {
+			t.Fatalf("stale rule %v left after sync", k)
+		}
 	}
 }

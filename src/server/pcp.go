@@ -77,6 +77,12 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]b
 	}
 	var filters []firewall.Filter
 	for _, f := range req.Filters {
+		if !f.Prefix.IsValid() {
+			// Prefix length 0: "no filter", which also removes the
+			// filters before it (RFC 6887 section 13.3).
+			filters = nil
+			continue
+		}
 		if !f.Prefix.Addr().Is4() {
 			return fail(pcp.ResultMalformedOption)
 		}
@@ -95,7 +101,7 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]b
 		Filters:        filters,
 		PreferFailure:  req.PreferFailure,
 	}
-	if req.Lifetime == 0 && md.InternalPort == 0 {
+	if req.Lifetime == 0 && (md.InternalPort == 0 || md.Protocol == 0) {
 		// Delete all of this client's mappings with this nonce, for
 		// one protocol or (protocol 0) all of them.
 		n := 0
@@ -106,9 +112,10 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]b
 			for _, l := range s.m.List() {
 				if l.Proto == p && l.Client == client && l.InternalAddr == internal && l.Origin == lease.OriginPCP && l.Nonce == md.Nonce {
 					if _, err := s.m.Map(lease.Request{Origin: lease.OriginPCP, Proto: p, Client: client,
-						InternalAddr: internal, InternalPort: l.InternalPort, Nonce: md.Nonce}); err == nil {
-						n++
+						InternalAddr: internal, InternalPort: l.InternalPort, Nonce: md.Nonce}); err != nil {
+						return fail(pcpResult(err))
 					}
+					n++
 				}
 			}
 		}

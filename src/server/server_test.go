@@ -302,3 +302,19 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestPCPFilterPrefixZeroClears(t *testing.T) {
+	r := newRig(t)
+	f := pcp.FilterOption(pcp.Filter{Prefix: netip.MustParsePrefix("203.0.113.0/24")})
+	if resp := r.pcp(t, hostA, pcpMap(hostA.Addr(), 1, 6, 9000, 9000, 600, f)); resp.Result != 0 {
+		t.Fatalf("%+v", resp)
+	}
+	// A renewal with FILTER prefix length 0 removes every filter.
+	clear := pcp.Option{Code: pcp.OptFilter, Data: make([]byte, 20)}
+	if resp := r.pcp(t, hostA, pcpMap(hostA.Addr(), 1, 6, 9000, 9000, 600, clear)); resp.Result != 0 {
+		t.Fatalf("clearing filters: %+v", resp)
+	}
+	if p, _ := r.fw.Get(firewall.Key{Proto: firewall.TCP, ExternalPort: 9000}); len(p.Filters) != 0 {
+		t.Fatalf("filters left: %+v", p.Filters)
+	}
+}

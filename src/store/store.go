@@ -186,8 +186,16 @@ func (r record) lease() (lease.Lease, error) {
 	for _, f := range r.Filters {
 		l.Filters = append(l.Filters, firewall.Filter{Prefix: f.Prefix, Port: f.Port})
 	}
-	if !l.InternalAddr.IsValid() || !l.Client.IsValid() || l.ExternalPort == 0 || l.InternalPort == 0 {
+	if !l.InternalAddr.Is4() || !l.Client.IsValid() || l.ExternalPort == 0 || l.InternalPort == 0 {
 		return l, errors.New("incomplete record")
+	}
+	if l.Proto != firewall.TCP && l.Proto != firewall.UDP {
+		return l, fmt.Errorf("protocol %d", l.Proto)
+	}
+	for _, f := range l.Filters {
+		if !f.Prefix.IsValid() || !f.Prefix.Addr().Is4() {
+			return l, fmt.Errorf("filter %v", f.Prefix)
+		}
 	}
 	return l, nil
 }

@@ -257,3 +257,19 @@ func crashChild(path string) {
 		os.Stdout.WriteString("acked " + strconv.Itoa(int(port)) + "\n")
 	}
 }
+
+func TestInvalidRecordSkipped(t *testing.T) {
+	s, _ := openTemp(t)
+	bad := sample(9001)
+	bad.Proto = firewall.Proto(1)
+	if err := s.Put(bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(sample(9000)); err != nil {
+		t.Fatal(err)
+	}
+	ls, badKeys, err := s.Load()
+	if err != nil || len(ls) != 1 || len(badKeys) != 1 {
+		t.Fatalf("leases %d bad %v err %v", len(ls), badKeys, err)
+	}
+}

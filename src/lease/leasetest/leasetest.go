@@ -50,6 +50,21 @@ func (f *Firewall) Remove(k firewall.Key) error {
 	return nil
 }
 
+// Sync replaces every pinhole with ps.
+func (f *Firewall) Sync(ps []firewall.Pinhole) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls++
+	if f.Fail != nil {
+		return f.Fail
+	}
+	f.holes = map[firewall.Key]firewall.Pinhole{}
+	for _, p := range ps {
+		f.holes[p.Key()] = p
+	}
+	return nil
+}
+
 // Get returns the pinhole with key k.
 func (f *Firewall) Get(k firewall.Key) (firewall.Pinhole, bool) {
 	f.mu.Lock()
