@@ -49,7 +49,7 @@ func TestParseRequestTailscaleMap(t *testing.T) {
 		Version:    2,
 		Op:         OpMap,
 		Lifetime:   7200,
-		ClientAddr: netip.MustParseAddr("192.168.1.100"),
+		ClientAddr: netip.MustParseAddr("198.51.100.100"),
 		Map: MapData{
 			Nonce:        [12]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
 			Protocol:     17,
@@ -70,7 +70,7 @@ func TestParseRequestAnnounce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseRequest: %v", err)
 	}
-	want := Request{Version: 2, Op: OpAnnounce, ClientAddr: netip.MustParseAddr("10.0.0.2")}
+	want := Request{Version: 2, Op: OpAnnounce, ClientAddr: netip.MustParseAddr("198.51.100.2")}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ParseRequest = %+v, want %+v", got, want)
 	}
@@ -226,7 +226,7 @@ func TestParseRequestPartialOnError(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Result != ResultUnsuppOption {
 		t.Fatalf("err = %v, want UNSUPP_OPTION", err)
 	}
-	if r.Lifetime != 7200 || r.ClientAddr != netip.MustParseAddr("192.168.1.100") ||
+	if r.Lifetime != 7200 || r.ClientAddr != netip.MustParseAddr("198.51.100.100") ||
 		r.Map.InternalPort != 41641 || r.Map.Nonce[0] != 1 {
 		t.Errorf("partial request lost fields: %+v", r)
 	}
@@ -267,10 +267,10 @@ func TestRequestAppendToBuilders(t *testing.T) {
 	r := Request{
 		Op:         OpMap,
 		Lifetime:   600,
-		ClientAddr: netip.MustParseAddr("192.168.1.50"),
+		ClientAddr: netip.MustParseAddr("198.51.100.50"),
 		Map:        MapData{Nonce: [12]byte{9}, Protocol: 6, InternalPort: 22, ExternalAddr: netip.IPv4Unspecified()},
 		Options: []Option{
-			ThirdPartyOption(netip.MustParseAddr("192.168.1.51")),
+			ThirdPartyOption(netip.MustParseAddr("198.51.100.51")),
 			PreferFailureOption(),
 			FilterOption(Filter{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Port: 80}),
 			FilterOption(Filter{}),
@@ -285,7 +285,7 @@ func TestRequestAppendToBuilders(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseRequest: %v", err)
 	}
-	if got.Version != Version || got.ThirdParty != netip.MustParseAddr("192.168.1.51") || !got.PreferFailure ||
+	if got.Version != Version || got.ThirdParty != netip.MustParseAddr("198.51.100.51") || !got.PreferFailure ||
 		got.Description != "ssh ☃" || len(got.Filters) != 2 || got.Filters[1] != (Filter{}) ||
 		got.Filters[0].Prefix != netip.MustParsePrefix("198.51.100.0/24") {
 		t.Fatalf("round trip = %+v", got)

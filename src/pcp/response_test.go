@@ -49,7 +49,7 @@ func TestParseResponseAnnounce(t *testing.T) {
 func TestResponseOptionsEcho(t *testing.T) {
 	r := Response{
 		Op: OpMap, Result: ResultSuccess, Lifetime: 60, Epoch: 1,
-		Options: []Option{ThirdPartyOption(netip.MustParseAddr("10.0.0.9")), DescriptionOption("abcde")},
+		Options: []Option{ThirdPartyOption(netip.MustParseAddr("198.51.100.9")), DescriptionOption("abcde")},
 	}
 	enc := r.AppendTo(nil)
 	// 24 header + 36 MAP + (4+16) THIRD_PARTY + (4+8) DESCRIPTION
@@ -64,7 +64,7 @@ func TestResponseOptionsEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got.Options) != 2 || got.Options[0].Code != OptThirdParty ||
-		!bytes.Equal(got.Options[0].Data, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 9}) {
+		!bytes.Equal(got.Options[0].Data, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 9}) {
 		t.Fatalf("options = %+v", got.Options)
 	}
 }

@@ -5,7 +5,7 @@ package pcp
 
 // tailscaleMapRequest is a MAP request laid out the way Tailscale's
 // net/portmapper client builds one (read for its layout, not copied): a
-// UDP mapping for 192.168.1.100:41641, no suggested external port, the
+// UDP mapping for 198.51.100.100:41641, no suggested external port, the
 // suggested external address 0.0.0.0 written as ::ffff:0.0.0.0, lifetime
 // 7200 s, no options. The nonce is random in real traffic; fixed here.
 var tailscaleMapRequest = []byte{
@@ -15,7 +15,7 @@ var tailscaleMapRequest = []byte{
 	0x00, 0x00, // reserved
 	0x00, 0x00, 0x1c, 0x20, // requested lifetime 7200
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // client IP address:
-	0x00, 0x00, 0xff, 0xff, 192, 168, 1, 100, //       ::ffff:192.168.1.100
+	0x00, 0x00, 0xff, 0xff, 198, 51, 100, 100, //       ::ffff:198.51.100.100
 	// MAP payload (RFC 6887 section 11.1)
 	0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // mapping nonce
 	0x09, 0x0a, 0x0b, 0x0c, //                         (96 bits)
@@ -35,7 +35,7 @@ var tailscaleAnnounceRequest = []byte{
 	0x00, 0x00, // reserved
 	0x00, 0x00, 0x00, 0x00, // lifetime 0
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // client IP address
-	0x00, 0x00, 0xff, 0xff, 10, 0, 0, 2, //            ::ffff:10.0.0.2
+	0x00, 0x00, 0xff, 0xff, 198, 51, 100, 2, //            ::ffff:198.51.100.2
 }
 
 // mapRequestWithOptions is an IPv6 TCP MAP request carrying every option
