@@ -18,6 +18,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strconv"
 )
 
 // Proto is an IP protocol number as used by PCP (IANA assigned numbers).
@@ -36,21 +37,7 @@ func (p Proto) String() string {
 	case UDP:
 		return "udp"
 	}
-	return "proto-" + itoa(int(p))
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return "proto-" + strconv.Itoa(int(p))
 }
 
 // Filter admits remote peers to a pinhole (PCP FILTER option, RFC 6887

@@ -7,6 +7,7 @@ package systest
 import (
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,7 +104,7 @@ func TestPolicyQuotaAndSpoofing(t *testing.T) {
 			}
 			// The same with a raw request, to check the result code.
 			req := natpmp.Request{Op: natpmp.OpMapTCP, InternalPort: 80, SuggestedExternalPort: 80, Lifetime: 3600}.AppendTo(nil)
-			reply, err := udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), req, 3*time.Second)
+			reply, err := r.ask(req, 3*time.Second)
 			if err != nil || reply == nil {
 				t.Fatalf("no reply to a port 80 request: %v", err)
 			}
@@ -118,7 +119,7 @@ func TestPolicyQuotaAndSpoofing(t *testing.T) {
 				}
 			}
 			req = natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 21000, Lifetime: 600}.AppendTo(nil)
-			reply, _ = udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), req, 3*time.Second)
+			reply, _ = r.ask(req, 3*time.Second)
 			if resp, err := natpmp.ParseResponse(reply); err != nil || resp.Result != natpmp.ResultOutOfResources {
 				t.Fatalf("seventh lease: %+v %v", resp, err)
 			}
@@ -131,7 +132,7 @@ func TestPolicyQuotaAndSpoofing(t *testing.T) {
 				ClientAddr: netip.MustParseAddr("198.51.100.99"),
 				Map:        pcp.MapData{Protocol: 6, InternalPort: 8080, ExternalPort: 8080}}
 			m.Map.Nonce[0] = 1
-			reply, err = udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), m.AppendTo(nil), 3*time.Second)
+			reply, err = r.ask(m.AppendTo(nil), 3*time.Second)
 			if err != nil || reply == nil {
 				t.Fatalf("no reply to spoofed PCP: %v", err)
 			}
@@ -178,7 +179,7 @@ func TestPCPFilter(t *testing.T) {
 					pcp.DescriptionOption("filtered web"),
 				}}
 			copy(m.Map.Nonce[:], "systest-nonc")
-			reply, err := udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), m.AppendTo(nil), 3*time.Second)
+			reply, err := r.ask(m.AppendTo(nil), 3*time.Second)
 			if err != nil || reply == nil {
 				t.Fatalf("no reply: %v", err)
 			}
@@ -280,10 +281,16 @@ func TestKillAndRestart(t *testing.T) {
 	}
 }
 
+// ask sends a PCP or NAT-PMP request from LAN host 0 to the router and
+// returns the reply, or nil after wait.
+func (r *router) ask(req []byte, wait time.Duration) ([]byte, error) {
+	return udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), req, wait)
+}
+
 // epoch asks the router for its address with NAT-PMP and returns the epoch.
 func (r *router) epoch(t *testing.T) uint32 {
 	t.Helper()
-	reply, err := udpExchange(r.lab.LAN[0], lab.LANHost(0), netip.AddrPortFrom(lab.RouterLAN, 5351), []byte{0, 0}, 3*time.Second)
+	reply, err := r.ask([]byte{0, 0}, 3*time.Second)
 	if err != nil || reply == nil {
 		t.Fatalf("no reply to a public address request: %v", err)
 	}
@@ -294,15 +301,4 @@ func (r *router) epoch(t *testing.T) uint32 {
 	return resp.Epoch
 }
 
-func itoa(n int) string {
-	const digits = "0123456789"
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{digits[n%10]}, b...)
-		n /= 10
-	}
-	return string(b)
-}
+func itoa(n int) string { return strconv.Itoa(n) }
