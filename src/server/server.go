@@ -38,8 +38,13 @@ type Config struct {
 	// EpochBase is the epoch, in seconds, at which this process starts
 	// counting (non-zero when lease state was restored).
 	EpochBase uint32
-	Clock     clock.Clock  // nil: real clock
-	Logger    *slog.Logger // nil: discard
+	// NoAnnounce turns off the unsolicited announcements a LAN socket
+	// sends when it opens; AnnounceAddr overrides where they go (default
+	// DefaultAnnounceAddr, 224.0.0.1:5350).
+	NoAnnounce   bool
+	AnnounceAddr netip.AddrPort
+	Clock        clock.Clock  // nil: real clock
+	Logger       *slog.Logger // nil: discard
 }
 
 // Stats counts datagrams since start.

@@ -318,3 +318,31 @@ func TestPCPFilterPrefixZeroClears(t *testing.T) {
 		t.Fatalf("filters left: %+v", p.Filters)
 	}
 }
+
+func TestAnnounceMessages(t *testing.T) {
+	r := newRig(t)
+	r.clk.Advance(7 * time.Second)
+	msgs := r.s.announceMessages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want PCP and NAT-PMP", len(msgs))
+	}
+	pr, err := pcp.ParseResponse(msgs[0])
+	if err != nil || pr.Op != pcp.OpAnnounce || pr.Result != pcp.ResultSuccess || pr.Epoch != 7 || pr.Lifetime != 0 {
+		t.Fatalf("PCP ANNOUNCE %x: %+v %v", msgs[0], pr, err)
+	}
+	nr, err := natpmp.ParseResponse(msgs[1])
+	if err != nil || nr.Op != natpmp.OpPublicAddress || nr.ExternalAddr != wanAddr || nr.Epoch != 7 {
+		t.Fatalf("NAT-PMP notice %x: %+v %v", msgs[1], nr, err)
+	}
+	// WAN down: no address to announce, but PCP still announces.
+	r.ext = netip.Addr{}
+	if msgs := r.s.announceMessages(); len(msgs) != 1 {
+		t.Fatalf("WAN down: %d messages, want only the PCP ANNOUNCE", len(msgs))
+	}
+	if got := r.s.announceTo(""); got.IsValid() {
+		t.Fatalf("extra listen sockets must not announce, got %s", got)
+	}
+	if got := r.s.announceTo("br-lan"); got != DefaultAnnounceAddr {
+		t.Fatalf("announceTo = %s", got)
+	}
+}

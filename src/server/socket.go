@@ -21,6 +21,12 @@ import (
 type socket struct {
 	ifname string
 	conn   *net.UDPConn
+	done   chan struct{} // closed when the socket is closed
+}
+
+func (sk *socket) close() {
+	sk.conn.Close()
+	close(sk.done)
 }
 
 // refreshInterval is how often Serve looks for LAN addresses that appeared
@@ -99,7 +105,7 @@ func (s *Server) refresh(ctx context.Context) error {
 	for ap, sk := range s.socks {
 		if ifname, ok := want[ap]; !ok || ifname != sk.ifname {
 			s.log.Info("no longer listening", "addr", ap.String(), "interface", sk.ifname)
-			sk.conn.Close()
+			sk.close()
 			delete(s.socks, ap)
 		}
 	}
@@ -113,11 +119,15 @@ func (s *Server) refresh(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		sk := &socket{ifname: ifname, conn: conn}
+		sk := &socket{ifname: ifname, conn: conn, done: make(chan struct{})}
 		s.socks[ap] = sk
 		s.log.Info("listening", "addr", conn.LocalAddr().String(), "interface", ifname)
 		s.wg.Add(1)
 		go s.readLoop(sk)
+		if to := s.announceTo(ifname); to.IsValid() {
+			s.wg.Add(1)
+			go s.announce(sk, to)
+		}
 	}
 	if len(s.socks) == 0 && (lookupErr != nil || len(errs) > 0) {
 		return errors.Join(lookupErr, errors.Join(errs...))
@@ -172,7 +182,20 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ap, sk := range s.socks {
-		sk.conn.Close()
+		sk.close()
 		delete(s.socks, ap)
 	}
+}
+
+// announceTo is where a socket on ifname sends its announcements: the
+// configured address, for interface sockets only (an extra listen address
+// has no link to multicast on). The zero AddrPort means none.
+func (s *Server) announceTo(ifname string) netip.AddrPort {
+	if s.cfg.NoAnnounce || ifname == "" {
+		return netip.AddrPort{}
+	}
+	if s.cfg.AnnounceAddr.IsValid() {
+		return s.cfg.AnnounceAddr
+	}
+	return DefaultAnnounceAddr
 }
