@@ -26,6 +26,9 @@ import (
 var dpfdBin string
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role))
+	}
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "dpf-systest-")
 		if err != nil {
