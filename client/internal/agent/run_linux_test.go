@@ -1,0 +1,390 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpf-router/dpf/client/internal/agent"
+	"github.com/dpf-router/dpf/client/internal/agent/agenttest"
+)
+
+// An HTTP server under the shim: its listen() returns only after the
+// pinhole is granted, and killing it releases the pinhole at once.
+func TestShimMapsBeforeListenReturns(t *testing.T) {
+	requireNetns(t)
+	py := python(t)
+	m := &agenttest.Mapper{Delay: 300 * time.Millisecond}
+	r := start(t, agent.Config{Mapper: m, PreloadLib: shimLib(t), PollInterval: time.Hour},
+		"sh", "-c", `echo PID $$; cd "$1" && exec "$2" -u -m http.server --bind 0.0.0.0 0`, "sh", t.TempDir(), py)
+	_, pm := r.out.wait(t, `^PID (\d+)$`)
+	serving, sm := r.out.wait(t, `^Serving HTTP on 0\.0\.0\.0 port (\d+)`)
+	p := port(t, sm[1])
+	r.waitOpen(t, "tcp", p, true)
+	// Polling is off (PollInterval 1 h), so only the shim can have asked;
+	// and it did so before listen() returned.
+	if mapped := r.lastCall(t, "map", "tcp", p); !mapped.Before(serving.at) {
+		t.Errorf("pinhole granted at %v, after the server printed its port at %v", mapped, serving.at)
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", sm[1]), waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	killed := kill(t, atoi(t, pm[1]), syscall.SIGTERM)
+	code, err := r.result(t)
+	if code != 128+int(syscall.SIGTERM) || err != nil {
+		t.Errorf("Run = %d, %v; want 143, nil", code, err)
+	}
+	within(t, "release after kill", r.lastCall(t, "release", "tcp", p).Sub(killed), time.Second)
+	if ev := r.eventList(); len(ev) != 2 || !ev[0].Opened || ev[1].Opened || ev[0].External.Port() != p {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+// close() in the shim makes the agent look at once: the pinhole goes
+// although polling is off.
+func TestCloseHint(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t), PollInterval: time.Hour}, python(t), "-u", "-c",
+		`import socket, time
+s = socket.socket(); s.bind(("0.0.0.0", 0)); s.listen()
+print("PORT", s.getsockname()[1], flush=True)
+time.sleep(0.3)
+s.close()
+print("CLOSED", flush=True)
+time.sleep(60)`)
+	_, m := r.out.wait(t, `^PORT (\d+)$`)
+	p := port(t, m[1])
+	r.waitOpen(t, "tcp", p, true)
+	closed, _ := r.out.wait(t, `^CLOSED$`)
+	r.waitOpen(t, "tcp", p, false)
+	within(t, "release after close()", r.lastCall(t, "release", "tcp", p).Sub(closed.at), time.Second)
+	if r.returned() {
+		t.Error("Run returned while the program runs")
+	}
+}
+
+// A port-0 bind, then listen: the pinhole is for the port the kernel chose.
+func TestPortZero(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "sockets.py"), "tcp4,0.0.0.0,0")
+	_, sm := r.out.wait(t, `^SOCK 0 (\d+)$`)
+	p := port(t, sm[1])
+	if r.m.Open("tcp", p) != 1 { // already at the print: listen() waited
+		t.Errorf("tcp/%d not open when listen() returned", p)
+	}
+	if calls := r.m.Calls(); len(calls) != 1 || calls[0].Port != p {
+		t.Errorf("calls %+v", calls)
+	}
+}
+
+// A pre-fork server: the parent exits, the workers keep the socket and the
+// pinhole; the last worker's death releases it and ends Run with the
+// parent's exit code.
+func TestPreFork(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "prefork.py"))
+	_, pm := r.out.wait(t, `^PORT (\d+)$`)
+	p := port(t, pm[1])
+	r.waitOpen(t, "tcp", p, true)
+	_, wm := r.out.wait(t, `^WORKERS (\d+) (\d+)$`)
+	workers := []int{atoi(t, wm[1]), atoi(t, wm[2])}
+	time.Sleep(quiet) // the parent has exited by now
+	if r.returned() || r.m.Open("tcp", p) != 1 {
+		t.Fatalf("returned=%v open=%d while workers hold the socket", r.returned(), r.m.Open("tcp", p))
+	}
+	kill(t, workers[0], syscall.SIGKILL)
+	time.Sleep(quiet)
+	if r.returned() || r.m.Open("tcp", p) != 1 {
+		t.Fatalf("returned=%v open=%d while one worker holds the socket", r.returned(), r.m.Open("tcp", p))
+	}
+	killed := kill(t, workers[1], syscall.SIGKILL)
+	r.waitOpen(t, "tcp", p, false)
+	within(t, "release after the last worker", r.lastCall(t, "release", "tcp", p).Sub(killed), time.Second)
+	if code, err := r.result(t); code != 7 || err != nil {
+		t.Errorf("Run = %d, %v; want the parent's 7", code, err)
+	}
+	noZombies(t)
+	if calls := r.m.CallsFor("tcp", p); len(calls) != 2 {
+		t.Errorf("calls %+v, want one map and one release", calls)
+	}
+}
+
+// The socket, dup2()'d to another fd, is inherited through exec by a
+// child; the original process exits. The pinhole stays with the child.
+func TestDupExec(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "dupexec.py"))
+	_, m := r.out.wait(t, `^PORT (\d+) CHILD (\d+)$`)
+	p, child := port(t, m[1]), atoi(t, m[2])
+	r.waitOpen(t, "tcp", p, true)
+	time.Sleep(quiet)
+	if r.returned() || r.m.Open("tcp", p) != 1 {
+		t.Fatalf("returned=%v open=%d while the exec'd child holds the socket", r.returned(), r.m.Open("tcp", p))
+	}
+	link, err := os.Readlink("/proc/" + m[2] + "/fd/9")
+	if err != nil || !strings.HasPrefix(link, "socket:") {
+		t.Fatalf("child fd 9: %q, %v", link, err)
+	}
+	killed := kill(t, child, syscall.SIGTERM)
+	r.waitOpen(t, "tcp", p, false)
+	within(t, "release after the child's death", r.lastCall(t, "release", "tcp", p).Sub(killed), time.Second)
+	if code, err := r.result(t); code != 0 || err != nil {
+		t.Errorf("Run = %d, %v", code, err)
+	}
+	noZombies(t)
+}
+
+// A daemon that double-forks and binds after its parent exited is followed
+// (Run is a subreaper) and keeps Run going.
+func TestDaemon(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "daemon.py"))
+	_, m := r.out.wait(t, `^PORT (\d+) PID (\d+)$`)
+	p := port(t, m[1])
+	r.waitOpen(t, "tcp", p, true)
+	killed := kill(t, atoi(t, m[2]), syscall.SIGTERM)
+	r.waitOpen(t, "tcp", p, false)
+	within(t, "release after the daemon's death", r.lastCall(t, "release", "tcp", p).Sub(killed), time.Second)
+	if code, err := r.result(t); code != 0 || err != nil {
+		t.Errorf("Run = %d, %v", code, err)
+	}
+	noZombies(t)
+}
+
+// UDP: a bound socket is mapped (through the shim, even on an ephemeral
+// port); a client socket that only sendto()s is not.
+func TestUDP(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "sockets.py"), "udp4,0.0.0.0,0", "udpclient")
+	_, m0 := r.out.wait(t, `^SOCK 0 (\d+)$`)
+	_, m1 := r.out.wait(t, `^SOCK 1 (\d+)$`)
+	server, client := port(t, m0[1]), port(t, m1[1])
+	if r.m.Open("udp", server) != 1 {
+		t.Errorf("udp/%d not open when bind() returned", server)
+	}
+	time.Sleep(quiet)
+	if calls := r.m.CallsFor("udp", client); len(calls) != 0 {
+		t.Errorf("client socket udp/%d mapped: %+v", client, calls)
+	}
+	if n := len(r.m.Calls()); n != 1 {
+		t.Errorf("calls %+v", r.m.Calls())
+	}
+}
+
+// A static Go binary ignores LD_PRELOAD; polling finds its sockets.
+func TestStaticBinary(t *testing.T) {
+	requireNetns(t)
+	bin := goServer(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, bin)
+	_, m := r.out.wait(t, `^READY (\d+)$`)
+	r.waitOpen(t, "tcp", 23001, true)
+	r.waitOpen(t, "udp", 23002, true)
+	killed := kill(t, atoi(t, m[1]), syscall.SIGTERM)
+	if code, err := r.result(t); code != 143 || err != nil {
+		t.Errorf("Run = %d, %v", code, err)
+	}
+	for _, pp := range []struct {
+		proto string
+		port  uint16
+	}{{"tcp", 23001}, {"udp", 23002}} {
+		if r.m.Open(pp.proto, pp.port) != 0 {
+			t.Errorf("%s/%d still open", pp.proto, pp.port)
+		}
+		within(t, "release after kill", r.lastCall(t, "release", pp.proto, pp.port).Sub(killed), time.Second)
+	}
+}
+
+// Without an agent the shim leaves the program alone, with one warning.
+func TestShimWithoutAgent(t *testing.T) {
+	requireNetns(t)
+	lib, py := shimLib(t), python(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-u", script(t, "selfcheck.py"))
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib, agent.EnvAgentSock+"="+filepath.Join(t.TempDir(), "nobody-here.sock"))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	began := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\nstdout: %s\nstderr: %s", err, &stdout, &stderr)
+	}
+	within(t, "the program", time.Since(began), 5*time.Second)
+	if !strings.HasPrefix(stdout.String(), "OK ") {
+		t.Errorf("stdout %q", &stdout)
+	}
+	if n := strings.Count(stderr.String(), "dpf-preload:"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, &stderr)
+	}
+	// Without DPF_AGENT_SOCK the shim is silent.
+	cmd = exec.CommandContext(ctx, py, "-u", script(t, "selfcheck.py"))
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "OK ") {
+		t.Errorf("without DPF_AGENT_SOCK: %v, %q", err, out)
+	}
+}
+
+// When the router refuses, the program still works; the shim warns once
+// and the agent keeps retrying while the socket exists.
+func TestMapperFails(t *testing.T) {
+	requireNetns(t)
+	m := &agenttest.Mapper{Fail: func(string, uint16) error { return errors.New("no pinholes today") }}
+	r := start(t, agent.Config{Mapper: m, PreloadLib: shimLib(t)}, python(t), "-u", script(t, "selfcheck.py"), "2.5")
+	_, ok := r.out.wait(t, `^OK (\d+) (\d+)$`)
+	tcp := port(t, ok[1])
+	if code, err := r.result(t); code != 0 || err != nil {
+		t.Errorf("Run = %d, %v", code, err)
+	}
+	if n := strings.Count(r.errOut.String(), "dpf-preload:"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, r.errOut)
+	}
+	if calls := m.CallsFor("tcp", tcp); len(calls) < 2 {
+		t.Errorf("tcp/%d tried %d times, want a retry", tcp, len(calls))
+	}
+	var failures int
+	for _, e := range r.eventList() {
+		if !e.Opened || e.Err == nil {
+			t.Errorf("event %+v", e)
+		}
+		failures++
+	}
+	if failures < 4 { // two TCP ports and one UDP port, plus retries
+		t.Errorf("%d failure events", failures)
+	}
+}
+
+// Loopback and IPv6-only sockets are not mapped, with or without the shim;
+// dual-stack and host-address sockets are.
+func TestWhatIsMapped(t *testing.T) {
+	requireNetns(t)
+	specs := []struct {
+		spec string
+		want bool
+	}{
+		{"tcp4,127.0.0.1,0", false},
+		{"udp4,127.0.0.1,0", false},
+		{"tcp6,::1,0", false},
+		{"tcp6only,::,0", false},
+		{"tcp6,::ffff:127.0.0.1,0", false},
+		{"tcp6,::,0", true},
+		{"tcp4," + lanAddr + ",0", true},
+		{"udp6,::,21000", true}, // a fixed port: polling maps it too
+	}
+	for _, mode := range []string{"shim", "polling"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := agent.Config{}
+			if mode == "shim" {
+				cfg.PreloadLib = shimLib(t)
+			}
+			argv := []string{python(t), "-u", script(t, "sockets.py")}
+			for _, s := range specs {
+				argv = append(argv, s.spec)
+			}
+			r := start(t, cfg, argv...)
+			r.out.wait(t, `^READY \d+$`)
+			ports := map[string]uint16{}
+			for i, s := range specs {
+				_, m := r.out.wait(t, `^SOCK `+strconv.Itoa(i)+` (\d+)$`)
+				ports[s.spec] = port(t, m[1])
+			}
+			for _, s := range specs {
+				if s.want {
+					r.waitOpen(t, s.spec[:3], ports[s.spec], true)
+				}
+			}
+			time.Sleep(quiet)
+			for _, s := range specs {
+				if !s.want && len(r.m.CallsFor(s.spec[:3], ports[s.spec])) != 0 {
+					t.Errorf("%s (port %d) was mapped", s.spec, ports[s.spec])
+				}
+			}
+			if !strings.Contains(r.log.String(), "IPv6-only") {
+				t.Errorf("no log line about the IPv6-only socket")
+			}
+		})
+	}
+}
+
+// Signals to the caller reach the program.
+func TestForwardsSignals(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{}, "sh", "-c", "echo started; exec sleep 60")
+	r.out.wait(t, `^started$`) // Run catches signals from before the start
+	kill(t, os.Getpid(), syscall.SIGHUP)
+	if code, err := r.result(t); code != 128+int(syscall.SIGHUP) || err != nil {
+		t.Errorf("Run = %d, %v; want 129", code, err)
+	}
+}
+
+// Cancelling the context stops a program that ignores SIGTERM with SIGKILL
+// after the grace period, and releases its pinholes.
+func TestCancel(t *testing.T) {
+	requireNetns(t)
+	r := start(t, agent.Config{PreloadLib: shimLib(t), KillGrace: 300 * time.Millisecond, PollInterval: time.Hour}, python(t), "-u", "-c",
+		`import signal, socket, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+s = socket.socket(); s.bind(("0.0.0.0", 0)); s.listen()
+print("PORT", s.getsockname()[1], flush=True)
+time.sleep(60)`)
+	_, m := r.out.wait(t, `^PORT (\d+)$`)
+	p := port(t, m[1])
+	r.waitOpen(t, "tcp", p, true)
+	began := time.Now()
+	r.cancel()
+	code, err := r.result(t)
+	if code != 128+int(syscall.SIGKILL) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %d, %v; want 137, context.Canceled", code, err)
+	}
+	within(t, "stopping", time.Since(began), 2*time.Second)
+	if r.m.Open("tcp", p) != 0 {
+		t.Error("pinhole left open")
+	}
+}
+
+// A set-user-ID program gets a warning: the loader will not preload.
+func TestSetuidWarning(t *testing.T) {
+	requireNetns(t)
+	bin := filepath.Join(t.TempDir(), "true")
+	data, err := os.ReadFile(requireTool(t, "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(bin, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(bin, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, agent.Config{PreloadLib: shimLib(t)}, bin)
+	r.result(t)
+	if !strings.Contains(r.log.String(), "set-user-ID") {
+		t.Errorf("no warning in the log:\n%s", r.log)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	if code, err := agent.Run(context.Background(), agent.Config{}, []string{"true"}); err == nil || code != 126 {
+		t.Errorf("no mapper: %d, %v", code, err)
+	}
+	cfg := agent.Config{Mapper: &agenttest.Mapper{}}
+	if code, err := agent.Run(context.Background(), cfg, []string{"/nonexistent/program"}); err == nil || code != 127 {
+		t.Errorf("missing program: %d, %v", code, err)
+	}
+	cfg.PreloadLib = "/nonexistent/lib.so"
+	if code, err := agent.Run(context.Background(), cfg, []string{"true"}); err == nil || code != 126 {
+		t.Errorf("missing library: %d, %v", code, err)
+	}
+}
