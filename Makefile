@@ -7,21 +7,33 @@
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/dpf-router/dpf/src/daemon.Version=$(VERSION)
+LDFLAGS   := -s -w -X github.com/dpf-router/dpf/src/daemon.Version=$(VERSION) -X main.Version=$(VERSION)
+CC        ?= gcc
+PRELOAD_CFLAGS := -O2 -g0 -fPIC -shared -Wall -Wextra -Werror
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 30s
 ARTIFACTS ?= test-artifacts
 
-# Debian packages the tests and the demo use.
-DEB_PACKAGES := nftables iptables natpmpc iproute2
+# Debian packages the tests and the demo use: netfilter tools and a
+# PCP/NAT-PMP client for the daemon; for the client side, miniupnpd as a
+# second gateway, coturn as an RFC 5780 STUN server, gcc for the LD_PRELOAD
+# shim, and socat and python3 as legacy servers for `dpf run`.
+DEB_PACKAGES := nftables iptables natpmpc iproute2 miniupnpd-nftables coturn gcc libc6-dev socat python3
 
 .PHONY: all build demo test deps unit fuzz clean
 
 all: build
 
-build:
+build: bin/libdpf-preload.so
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/dpfd ./src/cmd/dpfd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/dpf ./client/cmd/dpf
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/dpf-demo ./src/cmd/dpf-demo
+
+# The LD_PRELOAD shim `dpf run` loads into dynamically linked programs; dpf
+# finds it next to itself.
+bin/libdpf-preload.so: client/preload/dpf_preload.c
+	@mkdir -p bin
+	$(CC) $(PRELOAD_CFLAGS) -o $@ $< -ldl -pthread
 
 # Installs missing Debian packages (as root, with apt-get) and the Go modules.
 deps:
@@ -35,7 +47,7 @@ deps:
 	$(GO) mod download
 
 demo: deps build
-	./bin/dpf-demo -dpfd bin/dpfd
+	./bin/dpf-demo -dpfd bin/dpfd -dpf bin/dpf
 
 # All tests. As root (and always in CI) tests that need root must run: a
 # skip is turned into a failure (DPF_REQUIRE_ROOT_TESTS=1) and any SKIP line

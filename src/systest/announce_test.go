@@ -95,4 +95,3 @@ func TestAnnounceOnStart(t *testing.T) {
 		t.Fatalf("epoch after a restart with restored leases: PCP %d, NAT-PMP %d; want at least %d (continued)", e2, n2, e1+2)
 	}
 }
-

@@ -185,4 +185,3 @@ func (p *roleProc) expect(r *router, prefix string, within time.Duration) string
 		}
 	}
 }
-

@@ -43,6 +43,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "building dpfd:", err)
 			return 1
 		}
+		if err := buildClientTools(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		return m.Run()
 	}())
 }

@@ -9,6 +9,7 @@ package systest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -441,5 +442,24 @@ func TestNATTypeCGNAT(t *testing.T) {
 	}
 	if !strings.Contains(v.Text, "public reachability impossible over IPv4") {
 		t.Errorf("verdict text %q", v.Text)
+	}
+
+	// The same, end to end: dpfd on the home router answers PCP with its
+	// WAN address 100.64.0.2, and `dpf nat-type` on the LAN host compares
+	// it with what STUN saw.
+	startDPFDIn(t, procs, ns["home"], "lan0", "wan0")
+	out, err := procs.Output(30*time.Second, ns["lan"], dpfBin, "nat-type", "--json", "--stun", lab.Inet.String()+":3478")
+	if err != nil {
+		t.Fatalf("dpf nat-type: %v\n%s", err, out)
+	}
+	var nt natTypeJSON
+	if err := json.Unmarshal([]byte(out), &nt); err != nil {
+		t.Fatalf("dpf nat-type: %v\n%s", err, out)
+	}
+	if nt.Verdict != "cgnat" || !nt.CGNAT || nt.InboundViaDPF || nt.GatewayProtocol != "PCP" || nt.GatewayExternal != "100.64.0.2" {
+		t.Fatalf("dpf nat-type behind carrier-grade NAT: %+v", nt)
+	}
+	if !strings.Contains(nt.Text, "public reachability impossible over IPv4") {
+		t.Fatalf("verdict text %q", nt.Text)
 	}
 }
