@@ -71,7 +71,8 @@ test: deps
 
 # Fast tests only (no root needed; root-only tests skip).
 unit:
-	DPF_REQUIRE_ROOT_TESTS=0 $(GO) test -count=1 -short ./src/natpmp ./src/pcp ./src/config ./src/policy ./src/lease/... ./src/store ./src/server ./src/clock
+	DPF_REQUIRE_ROOT_TESTS=0 $(GO) test -count=1 -short ./src/natpmp ./src/pcp ./src/config ./src/policy ./src/lease/... ./src/store ./src/server ./src/clock \
+	  ./client ./client/nattype ./client/internal/sockdiag
 
 # Each parser's fuzz target for FUZZTIME. New interesting inputs land in the
 # Go cache; copy them to testdata/fuzz/ to keep them.
@@ -81,6 +82,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./src/natpmp
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./src/natpmp
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./src/config
+	$(GO) test -run='^$$' -fuzz='^FuzzParseMessages$$' -fuzztime=$(FUZZTIME) ./client/internal/sockdiag
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
+	$(GO) test -run='^$$' -fuzz='^FuzzHandle$$' -fuzztime=$(FUZZTIME) ./client/nattype
+	$(GO) test -run='^$$' -fuzz='^FuzzChangeRequest$$' -fuzztime=$(FUZZTIME) ./client/nattype
 
 clean:
 	rm -rf bin $(ARTIFACTS)
