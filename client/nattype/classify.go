@@ -98,6 +98,13 @@ func Classify(r *Result, gw GatewayInfo) Verdict {
 		return Verdict{Code: CodeCGNAT, CGNAT: true,
 			Text: fmt.Sprintf("Carrier-grade NAT upstream: public reachability impossible over IPv4 (this host's address %v is in the shared address space 100.64.0.0/10).", r.Local.Addr())}
 	}
+	if r.Mapping == Unknown || r.Filtering == Unknown {
+		// A STUN server without RFC 5780 support (no OTHER-ADDRESS), or
+		// tests that went unanswered for another reason: what is known
+		// is the public address, not whether inbound traffic passes.
+		return Verdict{Code: CodeUnknown,
+			Text: fmt.Sprintf("No port mapping gateway answered; the NAT's public address is %v but its behaviour is unknown (%v mapping, %v filtering; use an RFC 5780 STUN server for a verdict).", mapped, r.Mapping, r.Filtering)}
+	}
 	if r.Mapping == EndpointIndependent && r.Filtering == EndpointIndependent {
 		return Verdict{Code: CodeHolePunching,
 			Text: fmt.Sprintf("No port mapping gateway, but the NAT maps and filters endpoint-independently (public address %v): hole punching works.", mapped)}

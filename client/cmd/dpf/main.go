@@ -176,6 +176,7 @@ func cmdExpose(args []string, stdout, stderr io.Writer) int {
 	var c common
 	c.register(fs)
 	extPort := fs.Uint("external-port", 0, "suggested external port (default: the same as PORT)")
+	wait := fs.Duration("timeout", client.ListenTimeout, "how long to wait for the gateway to grant the pinhole")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -212,12 +213,34 @@ func cmdExpose(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer cl.Close()
-	m, err := cl.Map(ctx, client.MapRequest{Protocol: proto, InternalPort: port, SuggestedExternalPort: uint16(*extPort)})
-	if err != nil {
-		fmt.Fprintln(stderr, "dpf expose:", err)
-		return exitFailure
+	// PCP retransmits for as long as it is allowed to; a gateway that
+	// never answers must not leave the user staring at nothing.
+	mctx, cancel := context.WithTimeout(ctx, *wait)
+	gw, err := cl.Gateway(mctx)
+	if err == nil {
+		fmt.Fprintf(stderr, "asking %s for %s port %d...\n", gw, proto, port)
+		var m *client.Mapping
+		m, err = cl.Map(mctx, client.MapRequest{Protocol: proto, InternalPort: port, SuggestedExternalPort: uint16(*extPort)})
+		if err == nil {
+			cancel()
+			return holdMapping(ctx, cl, m, gw, stdout, stderr)
+		}
 	}
-	gw, _ := cl.Gateway(ctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "dpf expose: interrupted before the gateway answered")
+	case errors.Is(mctx.Err(), context.DeadlineExceeded):
+		fmt.Fprintf(stderr, "dpf expose: no answer from the gateway within %v: %v\n", *wait, err)
+	default:
+		fmt.Fprintln(stderr, "dpf expose:", err)
+	}
+	return exitFailure
+}
+
+// holdMapping keeps m until ctx ends (a signal), then releases it.
+func holdMapping(ctx context.Context, cl *client.Client, m *client.Mapping, gw netip.AddrPort, stdout, stderr io.Writer) int {
+	proto := m.Protocol()
 	pname, _ := cl.Protocol(ctx)
 	state := newStateWriter(gw.String(), pname)
 	defer state.close()
@@ -230,14 +253,15 @@ func cmdExpose(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case <-ctx.Done():
+			ext := m.External() // Release clears it
 			rctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 			err := m.Release(rctx)
 			cancel()
 			if err != nil {
-				fmt.Fprintf(stderr, "dpf expose: releasing %s: %v (the router drops it when its lease ends)\n", m.External(), err)
+				fmt.Fprintf(stderr, "dpf expose: releasing %s: %v (the router drops it when its lease ends)\n", ext, err)
 				return exitFailure
 			}
-			fmt.Fprintf(stdout, "released %s\n", m.External())
+			fmt.Fprintf(stdout, "released %s\n", ext)
 			return exitOK
 		case ev, ok := <-m.Events():
 			if !ok {

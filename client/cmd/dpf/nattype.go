@@ -11,8 +11,11 @@ import (
 	"github.com/dpf-router/dpf/client/nattype"
 )
 
-// defaultSTUN is a public STUN server; --stun points elsewhere. For the
-// filtering test the server must support RFC 5780 (two addresses).
+// defaultSTUN is a public STUN server; --stun points elsewhere. It tells
+// the public address (enough to check the gateway's external address and
+// spot carrier-grade or double NAT), but it does not support RFC 5780, so
+// mapping and filtering behaviour need --stun with a server that does (two
+// addresses, such as coturn); the output says so.
 const defaultSTUN = "stun.l.google.com:19302"
 
 func cmdNATType(args []string, stdout, stderr io.Writer) int {
@@ -46,6 +49,7 @@ func cmdNATType(args []string, stdout, stderr io.Writer) int {
 		return printJSON(stdout, map[string]any{
 			"local": res.Local.String(), "mapped": res.Mapped.String(),
 			"mapping": res.Mapping.String(), "filtering": res.Filtering.String(),
+			"mapping_reason": res.MappingReason, "filtering_reason": res.FilteringReason,
 			"no_nat": res.NoNAT, "gateway_protocol": gw.Protocol,
 			"gateway_external_address": addrString(gw.ExternalAddr),
 			"verdict":                  v.Code, "text": v.Text,
@@ -54,8 +58,8 @@ func cmdNATType(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "local address:    %s\n", res.Local)
 	fmt.Fprintf(stdout, "mapped address:   %s (seen by %s)\n", res.Mapped, *stun)
-	fmt.Fprintf(stdout, "mapping:          %s\n", res.Mapping)
-	fmt.Fprintf(stdout, "filtering:        %s\n", res.Filtering)
+	fmt.Fprintf(stdout, "mapping:          %s%s\n", res.Mapping, reason(res.MappingReason))
+	fmt.Fprintf(stdout, "filtering:        %s%s\n", res.Filtering, reason(res.FilteringReason))
 	if gw.Protocol != "" {
 		fmt.Fprintf(stdout, "gateway:          %s, external address %s\n", gw.Protocol, addrString(gw.ExternalAddr))
 	} else {
@@ -95,4 +99,12 @@ func addrString(a interface {
 		return "-"
 	}
 	return a.String()
+}
+
+// reason formats why a behaviour could not be determined.
+func reason(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
 }

@@ -63,10 +63,31 @@ type stateWriter struct {
 func newStateWriter(gateway, protocol string) *stateWriter {
 	dir := stateDir()
 	w := &stateWriter{st: stateFile{PID: os.Getpid(), Gateway: gateway, Protocol: protocol}, keys: map[string]int{}}
-	if err := os.MkdirAll(dir, 0o700); err == nil {
+	if os.MkdirAll(dir, 0o700) == nil && ownDir(dir) == nil {
 		w.path = filepath.Join(dir, strconv.Itoa(os.Getpid())+".json")
 	}
 	return w
+}
+
+// ownDir checks that dir is a real directory (not a symbolic link) owned by
+// this user and closed to everyone else, so that no other user can plant
+// files or links in it (the fallback directory lives in /tmp). Without it
+// dpf keeps no state and `dpf status` lists no mappings.
+func ownDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("state directory %s is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("state directory %s is not owned by this user", dir)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("state directory %s is open to other users (mode %v)", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // set records or updates a mapping; remove forgets it.
@@ -109,9 +130,19 @@ func (w *stateWriter) writeLocked() {
 	if err != nil {
 		return
 	}
-	tmp := w.path + ".tmp"
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, w.path)
+	// A fresh temporary file (O_EXCL, never a link someone planted),
+	// then an atomic rename.
+	f, err := os.CreateTemp(filepath.Dir(w.path), ".state-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return
+	}
+	if os.Rename(f.Name(), w.path) != nil {
+		os.Remove(f.Name())
 	}
 }
 
@@ -127,10 +158,13 @@ func (w *stateWriter) close() {
 // readStates returns the state of every live dpf process, oldest PID first.
 func readStates() ([]stateFile, error) {
 	dir := stateDir()
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err := ownDir(dir); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +189,7 @@ func readStates() ([]stateFile, error) {
 		}
 		var st stateFile
 		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			continue // half-written by a crashed dpf; skip it
 		}
 		out = append(out, st)
 	}
