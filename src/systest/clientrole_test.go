@@ -63,19 +63,7 @@ func roleListen(network, addr string) error {
 			return err
 		}
 		m, close = l.Mapping(), l.Close
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
-					io.Copy(c, c)
-				}()
-			}
-		}()
+		go echoStream(l)
 		fmt.Println("PUBLIC", l.PublicAddr())
 	} else {
 		pc, err := client.ListenPacket(ctx, network, addr, client.WithClient(cl))
@@ -83,16 +71,7 @@ func roleListen(network, addr string) error {
 			return err
 		}
 		m, close = pc.Mapping(), pc.Close
-		go func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		}()
+		go echoPackets(pc)
 		fmt.Println("PUBLIC", pc.PublicAddr())
 	}
 	if proto, err := cl.Protocol(ctx); err == nil {

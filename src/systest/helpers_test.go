@@ -201,29 +201,36 @@ func (r *router) echoServers(n int, port uint16) {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				io.Copy(c, c)
-			}()
+	go echoStream(ln)
+	go echoPackets(pc)
+}
+
+// echoStream echoes on every connection ln accepts (each for at most 5 s)
+// until ln is closed.
+func echoStream(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(c, c)
+		}()
+	}
+}
+
+// echoPackets sends every datagram back to its sender until pc is closed.
+func echoPackets(pc net.PacketConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
 		}
-	}()
+		pc.WriteTo(buf[:n], from)
+	}
 }
 
 // connTimeout bounds each probe through the router.
