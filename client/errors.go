@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/dpf-router/dpf/src/natpmp"
 	"github.com/dpf-router/dpf/src/pcp"
@@ -73,6 +74,17 @@ type ResultError struct {
 	Op       uint8
 	Code     uint8
 	Lifetime uint32
+}
+
+// RetryAfter returns how long the gateway asks the client to wait before it
+// tries again: the PCP error lifetime (RFC 6887 section 7.4), at most 30
+// minutes (a gateway asking for more is more likely wrong than serious);
+// 0 when there is none (NAT-PMP has no such field).
+func (e *ResultError) RetryAfter() time.Duration {
+	if e.Protocol != PCP || e.Lifetime == 0 {
+		return 0
+	}
+	return min(time.Duration(e.Lifetime)*time.Second, 30*time.Minute)
 }
 
 // Error returns, for example, "PCP MAP: NOT_AUTHORIZED (result 2, retry

@@ -2,24 +2,32 @@
  * dpf_preload.c - LD_PRELOAD shim for "dpf run".
  *
  * It tells the dpf agent about every TCP socket a program starts listening
- * on and every UDP socket it binds, and waits for the agent's answer, so that
- * the router's pinhole is already open when listen() or bind() returns.
+ * on and every UDP socket it binds to a port of its choosing, and waits for
+ * the agent's answer, so that the router's pinhole is already open when
+ * listen() or bind() returns. A UDP bind() to port 0 is left out: that is
+ * what clients do (libuv, Java, resolvers) before they send, and the agent
+ * judges such sockets by polling, without making bind() wait.
  *
  * Build:
  *   gcc -O2 -fPIC -shared -Wall -Wextra -o libdpf-preload.so dpf_preload.c -ldl -pthread
  *
- * Protocol (one unix stream connection per request, to $DPF_AGENT_SOCK):
- *   BIND <tcp|udp> <port> <inode> <pid>\n  answered by  OK <ip>:<port>\n,
- *                                          ERR <message>\n or SKIP <reason>\n
- *   CLOSE <inode>\n                        no answer; a hint that a socket
- *                                          may be gone (the agent asks the
- *                                          kernel, which is the truth)
+ * Protocol (one unix stream connection per request, to $DPF_AGENT_SOCK;
+ * client/internal/agent/proto.go is the other side):
+ *   BIND <tcp|udp> <port> <inode> <pid> <requested>\n
+ *                           answered by  OK <ip>:<port>\n,
+ *                                        ERR <message>\n or SKIP <reason>\n
+ *                           requested is the port passed to bind(); for
+ *                           listen(), which has none, the bound port
+ *   CLOSE <inode>\n         no answer; a hint that a socket may be gone
+ *                           (the agent asks the kernel, which is the truth)
  *
  * Rules the code keeps:
  *  - Without DPF_AGENT_SOCK in the environment the shim does nothing.
  *  - The intercepted call's return value and errno are never changed. If
  *    the agent cannot be reached or reports an error the program goes on
- *    unchanged, and ONE warning per process goes to stderr.
+ *    unchanged, and ONE warning per process goes to stderr, if stderr is a
+ *    terminal, a pipe or a unix socket (never a file or a network socket:
+ *    a daemon may have reopened fd 2 as either).
  *  - Thread- and fork-safe: configuration is written once (pthread_once,
  *    normally from the constructor, before any thread exists), everything
  *    else is atomics; no locks that a fork could leave held, no connection
@@ -185,19 +193,39 @@ static void write_all(int fd, const char *s, size_t n)
 }
 
 /*
- * warn_once prints "dpf-preload: <a><b><c>" once per process. A daemon may
- * have closed stderr and got a network socket as fd 2: then it stays quiet
- * (a unix socket, such as journald's stream, is a fine stderr).
+ * stderr_is_log reports whether fd 2 looks like somewhere a message may go:
+ * a terminal or other character device, a pipe, or a unix socket (such as
+ * journald's stream). A daemon that closed stderr may have got a data file
+ * or a network connection as fd 2, and writing there would corrupt it.
+ */
+static int stderr_is_log(void)
+{
+	struct stat st;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))
+		return 1;
+	if (!S_ISSOCK(st.st_mode))
+		return 0;
+	int domain;
+	socklen_t dl = sizeof domain;
+	return getsockopt(STDERR_FILENO, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && domain == AF_UNIX;
+}
+
+/*
+ * warn_once prints "dpf-preload: <a><b><c>" once per process, when stderr
+ * is fit for it (stderr_is_log). It uses async-signal-safe calls only and
+ * leaves errno as it found it.
  */
 static void warn_once(const char *a, const char *b, const char *c)
 {
 	if (atomic_exchange(&warned, 1))
 		return;
-	int domain;
-	socklen_t dl = sizeof domain;
-	if (getsockopt(STDERR_FILENO, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
-	    (domain == AF_INET || domain == AF_INET6))
+	int e = errno;
+	if (!stderr_is_log()) {
+		errno = e;
 		return;
+	}
 	char msg[512];
 	size_t n = append(msg, 0, sizeof msg, "dpf-preload: ");
 	n = append(msg, n, sizeof msg, a);
@@ -205,6 +233,7 @@ static void warn_once(const char *a, const char *b, const char *c)
 	n = append(msg, n, sizeof msg, c);
 	n = append(msg, n, sizeof msg, "; continuing without waiting for pinholes\n");
 	write_all(STDERR_FILENO, msg, n);
+	errno = e;
 }
 
 static long long now_ms(void)
@@ -414,8 +443,11 @@ static int mappable(int fd, int type, int proto)
 	return port;
 }
 
-/* announce tells the agent about fd and waits for the pinhole. */
-static void announce(int fd, int type, int proto)
+/*
+ * announce tells the agent about fd and waits for the pinhole. requested is
+ * the port the program passed to bind(), or -1 for listen().
+ */
+static void announce(int fd, int type, int proto, int requested)
 {
 	pthread_once(&config_once, load_config);
 	if (!agent_on)
@@ -423,6 +455,11 @@ static void announce(int fd, int type, int proto)
 	int port = mappable(fd, type, proto);
 	if (port <= 0)
 		return;
+	/* A UDP socket on a port the kernel chose: a client, most likely. */
+	if (type == SOCK_DGRAM && requested == 0)
+		return;
+	if (requested < 0)
+		requested = port;
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return;
@@ -439,6 +476,8 @@ static void announce(int fd, int type, int proto)
 	n = append_uint(req, n, sizeof req, (unsigned long long)st.st_ino);
 	n = append(req, n, sizeof req, " ");
 	n = append_uint(req, n, sizeof req, (unsigned long long)getpid());
+	n = append(req, n, sizeof req, " ");
+	n = append_uint(req, n, sizeof req, (unsigned long long)requested);
 	n = append(req, n, sizeof req, "\n");
 
 	char reply[256];
@@ -481,7 +520,7 @@ int listen(int fd, int backlog)
 	int ret = real(fd, backlog);
 	if (ret == 0) {
 		int e = errno;
-		announce(fd, SOCK_STREAM, IPPROTO_TCP);
+		announce(fd, SOCK_STREAM, IPPROTO_TCP, -1);
 		errno = e;
 	}
 	return ret;
@@ -496,11 +535,23 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	}
 	int ret = real(fd, addr, len);
 	/* Only UDP is announced at bind(); TCP waits for listen(). */
-	if (ret == 0 && addr && len >= sizeof(sa_family_t) &&
-	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
-		int e = errno;
-		announce(fd, SOCK_DGRAM, IPPROTO_UDP);
-		errno = e;
+	if (ret == 0 && addr && len >= sizeof(sa_family_t)) {
+		/* The requested port; copied, as addr need not be aligned. */
+		int requested = -1;
+		if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+			struct sockaddr_in sin;
+			memcpy(&sin, addr, sizeof sin);
+			requested = ntohs(sin.sin_port);
+		} else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+			struct sockaddr_in6 sin6;
+			memcpy(&sin6, addr, sizeof sin6);
+			requested = ntohs(sin6.sin6_port);
+		}
+		if (requested >= 0) {
+			int e = errno;
+			announce(fd, SOCK_DGRAM, IPPROTO_UDP, requested);
+			errno = e;
+		}
 	}
 	return ret;
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	preload := fs.String("preload", "", "the LD_PRELOAD shim (default: found next to dpf or in /usr/lib/dpf)")
 	noPreload := fs.Bool("no-preload", false, "do not use the shim; find listening sockets through sock_diag only")
 	quiet := fs.Bool("q", false, "do not print pinholes as they open and close")
+	allowDiscovery := fs.Bool("allow-discovery-ports", false,
+		"also map UDP ports of LAN discovery protocols (NetBIOS 137-138, SSDP 1900, WS-Discovery 3702, mDNS 5353, LLMNR 5355); "+
+			"off by default: exposed to the internet they make UDP amplification reflectors")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -93,9 +97,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	m := &mapper{cl: cl, state: state, name: filepath.Base(argv[0])}
 
 	acfg := agent.Config{
-		Mapper:     m,
-		PreloadLib: lib,
-		Logger:     cfg.Logger,
+		Mapper:              m,
+		PreloadLib:          lib,
+		Logger:              cfg.Logger,
+		AllowDiscoveryPorts: *allowDiscovery,
 		OnChange: func(ev agent.Event) {
 			if *quiet {
 				return
@@ -128,14 +133,14 @@ type mapper struct {
 	name  string
 }
 
-func (m *mapper) Map(ctx context.Context, proto string, port uint16) (agent.Pinhole, error) {
-	p, err := parseProto(proto)
+func (m *mapper) Map(ctx context.Context, proto string, addr netip.Addr, port uint16) (agent.Pinhole, error) {
+	req, err := mapRequest(proto, addr, port)
 	if err != nil {
 		return nil, err
 	}
-	mp, err := m.cl.Map(ctx, client.MapRequest{Protocol: p, InternalPort: port})
+	mp, err := m.cl.Map(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, agentError(err)
 	}
 	ph := &pinhole{m: mp, w: m}
 	ph.record()
@@ -143,6 +148,38 @@ func (m *mapper) Map(ctx context.Context, proto string, port uint16) (agent.Pinh
 	go ph.watch()
 	return ph, nil
 }
+
+// mapRequest is the client request for an agent.Mapper.Map call: addr,
+// when set, is the IPv4 address the socket is bound to, which the gateway
+// must forward to instead of the host's primary address.
+func mapRequest(proto string, addr netip.Addr, port uint16) (client.MapRequest, error) {
+	p, err := parseProto(proto)
+	if err != nil {
+		return client.MapRequest{}, err
+	}
+	req := client.MapRequest{Protocol: p, InternalPort: port}
+	if addr = addr.Unmap(); addr.Is4() && !addr.IsUnspecified() {
+		req.InternalAddr = addr
+	}
+	return req, nil
+}
+
+// agentError marks the client's "no gateway to talk to" errors as
+// agent.ErrUnreachable, which the agent cannot test for itself (it does not
+// import package client); the message stays the same. A *client.ResultError
+// needs nothing: the agent finds its RetryAfter method.
+func agentError(err error) error {
+	if errors.Is(err, client.ErrGatewayUnreachable) || errors.Is(err, client.ErrNoGateway) {
+		return unreachableError{err}
+	}
+	return err
+}
+
+// unreachableError is an error that also matches agent.ErrUnreachable.
+type unreachableError struct{ error }
+
+func (e unreachableError) Unwrap() error        { return e.error }
+func (e unreachableError) Is(target error) bool { return target == agent.ErrUnreachable }
 
 // pinhole adapts a client.Mapping to agent.Pinhole.
 type pinhole struct {

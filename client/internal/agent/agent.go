@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -11,12 +12,25 @@ import (
 // Mapper opens pinholes on the router. The dpf client library provides the
 // real one; agenttest.Mapper is a fake.
 type Mapper interface {
-	// Map opens a pinhole for proto ("tcp" or "udp") and the local port; it
-	// returns when the pinhole is granted or has failed. It must return
-	// soon after ctx is done. A granted Pinhole stays open (the Mapper
-	// renews it as needed) until Release.
-	Map(ctx context.Context, proto string, port uint16) (Pinhole, error)
+	// Map opens a pinhole for proto ("tcp" or "udp") and the local port;
+	// it returns when the pinhole is granted or has failed. addr is the
+	// zero Addr for a socket bound to a wildcard address (the router
+	// forwards to the host's address toward it), otherwise the IPv4
+	// address the socket is bound to, which the router must forward to.
+	// Map must return soon after ctx is done. A granted Pinhole stays
+	// open (the Mapper renews it as needed) until Release.
+	//
+	// An error that says the router could not be reached should wrap
+	// ErrUnreachable (context.DeadlineExceeded and net.Error timeouts
+	// count too); one that carries the router's requested wait should
+	// have a method RetryAfter() time.Duration.
+	Map(ctx context.Context, proto string, addr netip.Addr, port uint16) (Pinhole, error)
 }
+
+// ErrUnreachable is what Mapper errors wrap when the router could not be
+// reached. After such an error Run stops making the program wait for
+// pinholes for a while (see Config.MapTimeout).
+var ErrUnreachable = errors.New("router unreachable")
 
 // Pinhole is a granted mapping.
 type Pinhole interface {
@@ -60,7 +74,19 @@ type Config struct {
 	// MapTimeout bounds how long a listen() or bind() in the shim waits for
 	// its pinhole; after it the call returns and Run keeps trying in the
 	// background. Default DefaultMapTimeout.
+	//
+	// While the router is unreachable (a Map failed with ErrUnreachable
+	// or a timeout in the last 30 s, and none has succeeded since), the
+	// shim waits at most 250 ms instead, so a program that opens many
+	// sockets does not start MapTimeout slower for each of them.
 	MapTimeout time.Duration
+
+	// AllowDiscoveryPorts maps the UDP ports of LAN discovery protocols
+	// (NetBIOS 137 and 138, SSDP 1900, WS-Discovery 3702, mDNS 5353,
+	// LLMNR 5355) like any other. By default they are never mapped: their
+	// small queries get large answers, so exposed to the internet they
+	// make the host an amplification reflector.
+	AllowDiscoveryPorts bool
 
 	// KillGrace is how long Run waits after SIGTERM, when ctx is cancelled,
 	// before it sends SIGKILL. Default DefaultKillGrace.
@@ -90,8 +116,9 @@ type Event struct {
 	// Opened is true for an attempt to open (then Err says whether it
 	// failed) and false for a release (Err: the release failed).
 	Opened   bool
-	Proto    string // "tcp" or "udp"
-	Port     uint16 // the local port
+	Proto    string     // "tcp" or "udp"
+	Addr     netip.Addr // the local IPv4 address; zero for a wildcard bind
+	Port     uint16     // the local port
 	External netip.AddrPort
 	Err      error
 }

@@ -14,6 +14,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -28,6 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dpf-router/dpf/client/internal/agent"
 	"github.com/dpf-router/dpf/client/internal/agent/agenttest"
 )
@@ -35,6 +38,9 @@ import (
 const (
 	// netnsEnv marks the re-run test binary inside its network namespace.
 	netnsEnv = "DPF_AGENT_TEST_NETNS"
+	// helperEnv makes the test binary run its arguments under agent.Run
+	// and exit with Run's exit code (see startOnTerminal).
+	helperEnv = "DPF_AGENT_TEST_HELPER"
 	// requireRootEnv turns skips for want of root into failures (CI).
 	requireRootEnv = "DPF_REQUIRE_ROOT_TESTS"
 	// lanAddr is put on lo in the namespace as a non-loopback address.
@@ -50,6 +56,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(runHelper(os.Args[1:]))
+	}
 	if os.Geteuid() == 0 && os.Getenv(netnsEnv) == "" && !fuzzing() {
 		os.Exit(rerunInNetns())
 	}
@@ -450,4 +459,75 @@ func within(t *testing.T, what string, d, max time.Duration) {
 	if d > max {
 		t.Errorf("%s took %v, more than %v", what, d, max)
 	}
+}
+
+// runHelper runs argv under agent.Run with a fake mapper and this
+// process's stdio, and returns Run's exit code.
+func runHelper(argv []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	code, err := agent.Run(context.Background(), agent.Config{Mapper: &agenttest.Mapper{}, Logger: log}, argv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+	}
+	return code
+}
+
+// terminalRun is agent.Run in a helper process on a new pseudo-terminal,
+// which is the helper's controlling terminal with the helper's process
+// group in the foreground: as "dpf run" started from an interactive shell.
+type terminalRun struct {
+	master *os.File // write ^C here
+	out    *lines   // what the terminal shows
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the helper has exited
+}
+
+// startOnTerminal starts argv under agent.Run (runHelper) on a new
+// pseudo-terminal. The test's cleanup kills the helper if it still runs.
+func startOnTerminal(t *testing.T, argv ...string) *terminalRun {
+	t.Helper()
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Skipf("skipping: no pseudo-terminals: %v", err)
+	}
+	master := os.NewFile(uintptr(mfd), "/dev/ptmx")
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal("unlockpt:", err)
+	}
+	n, err := unix.IoctlGetUint32(mfd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal("ptsname:", err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+
+	r := &terminalRun{master: master, out: newLines(), done: make(chan struct{})}
+	r.cmd = exec.Command(os.Args[0], argv...)
+	r.cmd.Env = append(os.Environ(), helperEnv+"=1")
+	r.cmd.Stdin, r.cmd.Stdout, r.cmd.Stderr = slave, slave, slave
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(r.out, master) // ends with EIO once the terminal is hung up, or at Close
+	go func() {
+		r.cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			r.cmd.Process.Kill()
+			<-r.done
+		}
+		if t.Failed() {
+			t.Logf("terminal:\n%s", r.out)
+		}
+	})
+	return r
 }

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/dpf-router/dpf/client/internal/sockdiag"
@@ -77,8 +79,47 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+	// The key carries a specific address, unmapped, and no wildcard.
+	for _, tt := range []struct {
+		s    sockdiag.Socket
+		addr string
+	}{
+		{sock(v4, tcp, listen, "0.0.0.0:8080"), ""},
+		{sock(v6, tcp, listen, "[::]:8080"), ""},
+		{sock(v6, tcp, listen, "[::ffff:0.0.0.0]:8080"), ""},
+		{sock(v4, tcp, listen, "192.0.2.10:8080"), "192.0.2.10"},
+		{sock(v6, udp, unconnected, "[::ffff:192.0.2.10]:5000"), "192.0.2.10"},
+	} {
+		key, reason := decide(tt.s, true, h)
+		var want netip.Addr
+		if tt.addr != "" {
+			want = netip.MustParseAddr(tt.addr)
+		}
+		if reason != "" || key.addr != want {
+			t.Errorf("decide(%v) = %v %q, want address %v", tt.s.Local, key, reason, want)
+		}
+	}
 	if _, reason := decide(v6only, false, h); reason != reasonV6Only {
 		t.Errorf("v6only reason %q", reason)
+	}
+	// LAN discovery ports: never mapped, announced or not, unless allowed;
+	// TCP on the same numbers is not discovery.
+	for _, p := range []uint16{137, 138, 1900, 3702, 5353, 5355} {
+		s := sock(v4, udp, unconnected, "0.0.0.0:"+strconv.Itoa(int(p)))
+		if _, reason := decide(s, true, h); !strings.HasPrefix(reason, reasonDiscovery) {
+			t.Errorf("udp/%d: reason %q, want a discovery port", p, reason)
+		}
+		allow := h
+		allow.allowDiscovery = true
+		if _, reason := decide(s, true, allow); reason != "" {
+			t.Errorf("udp/%d allowed: reason %q", p, reason)
+		}
+		if _, reason := decide(sock(v4, tcp, listen, "0.0.0.0:"+strconv.Itoa(int(p))), true, h); reason != "" {
+			t.Errorf("tcp/%d: reason %q", p, reason)
+		}
+	}
+	if _, reason := decide(sock(v4, udp, unconnected, "192.0.2.10:5353"), true, h); !strings.HasPrefix(reason, reasonDiscovery) {
+		t.Errorf("udp/5353 on the host address: reason %q", reason)
 	}
 	// Without the host's addresses a specific address is not mapped.
 	if _, reason := decide(sock(v4, tcp, listen, "192.0.2.10:80"), true, host{}); reason == "" {

@@ -11,14 +11,21 @@ import (
 // The line protocol between the preload shim (client/preload/dpf_preload.c)
 // and the agent. One request per unix stream connection:
 //
-//	BIND <tcp|udp> <port> <inode> <pid>\n  answered by  OK <ip>:<port>\n,
-//	                                       ERR <message>\n or SKIP <reason>\n
-//	CLOSE <inode>\n                        no answer; a hint to poll now
+//	BIND <tcp|udp> <port> <inode> <pid> <requested>\n
+//	                        answered by  OK <ip>:<port>\n,
+//	                                     ERR <message>\n or SKIP <reason>\n
+//	CLOSE <inode>\n         no answer; a hint to poll now
+//
+// In BIND, port is the socket's bound port and requested the port the
+// program passed to bind(): 0 when it let the kernel choose, as client
+// sockets do. listen() has no requested port; the shim sends the bound
+// port. Older shims omit requested; fields after it are ignored, so that
+// the shim may grow without breaking an older agent.
 const (
 	opBind  = "BIND"
 	opClose = "CLOSE"
 
-	// maxLine bounds a request line; a real one is under 60 bytes.
+	// maxLine bounds a request line; a real one is under 70 bytes.
 	maxLine = 256
 )
 
@@ -29,6 +36,9 @@ type request struct {
 	port  uint16 // BIND only
 	inode uint64
 	pid   int // BIND only; for the log
+	// requested is the port the program asked bind() for (BIND only);
+	// -1 when the shim did not say.
+	requested int
 }
 
 var errBadRequest = errors.New("bad request")
@@ -42,7 +52,7 @@ func parseRequest(line string) (request, error) {
 	var r request
 	var err error
 	switch {
-	case f[0] == opBind && len(f) == 5:
+	case f[0] == opBind && len(f) >= 5:
 		r.op = opBind
 		r.proto = f[1]
 		if r.proto != "tcp" && r.proto != "udp" {
@@ -61,6 +71,14 @@ func parseRequest(line string) (request, error) {
 			return request{}, fmt.Errorf("%w: pid %q", errBadRequest, f[4])
 		}
 		r.pid = pid
+		r.requested = -1
+		if len(f) > 5 {
+			q, perr := strconv.ParseUint(f[5], 10, 16)
+			if perr != nil {
+				return request{}, fmt.Errorf("%w: requested port %q", errBadRequest, f[5])
+			}
+			r.requested = int(q)
+		}
 	case f[0] == opClose && len(f) == 2:
 		r.op = opClose
 		if r.inode, err = parseInode(f[1]); err != nil {
@@ -71,6 +89,12 @@ func parseRequest(line string) (request, error) {
 	}
 	return r, nil
 }
+
+// clientBind reports whether r announces a UDP socket the program let the
+// kernel give a port (bind() to port 0). Such a socket is most likely a
+// client's (libuv, Java and resolvers bind 0.0.0.0:0 before they send),
+// so it is judged as if polling had found it.
+func (r request) clientBind() bool { return r.proto == "udp" && r.requested == 0 }
 
 func parseInode(s string) (uint64, error) {
 	v, err := strconv.ParseUint(s, 10, 64)

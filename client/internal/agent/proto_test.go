@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -13,8 +14,14 @@ func TestParseRequest(t *testing.T) {
 		want request
 		ok   bool
 	}{
-		{"BIND tcp 8080 12345 42", request{op: opBind, proto: "tcp", port: 8080, inode: 12345, pid: 42}, true},
-		{"BIND udp 65535 18446744073709551615 1", request{op: opBind, proto: "udp", port: 65535, inode: 1<<64 - 1, pid: 1}, true},
+		{"BIND tcp 8080 12345 42", request{op: opBind, proto: "tcp", port: 8080, inode: 12345, pid: 42, requested: -1}, true},
+		{"BIND udp 65535 18446744073709551615 1", request{op: opBind, proto: "udp", port: 65535, inode: 1<<64 - 1, pid: 1, requested: -1}, true},
+		{"BIND udp 40000 7 9 0", request{op: opBind, proto: "udp", port: 40000, inode: 7, pid: 9, requested: 0}, true},
+		{"BIND udp 5000 7 9 5000", request{op: opBind, proto: "udp", port: 5000, inode: 7, pid: 9, requested: 5000}, true},
+		{"BIND tcp 80 1 2 80 future fields", request{op: opBind, proto: "tcp", port: 80, inode: 1, pid: 2, requested: 80}, true},
+		{"BIND udp 80 1 2 65536", request{}, false},
+		{"BIND udp 80 1 2 -1", request{}, false},
+		{"BIND udp 80 1 2 x", request{}, false},
 		{"CLOSE 77", request{op: opClose, inode: 77}, true},
 		{"BIND sctp 80 1 1", request{}, false},
 		{"BIND tcp 0 1 1", request{}, false},
@@ -23,7 +30,6 @@ func TestParseRequest(t *testing.T) {
 		{"BIND tcp 80 1 0", request{}, false},
 		{"BIND tcp 80 1 -5", request{}, false},
 		{"BIND tcp 80 1", request{}, false},
-		{"BIND tcp 80 1 2 3", request{}, false},
 		{"CLOSE", request{}, false},
 		{"CLOSE x", request{}, false},
 		{"bind tcp 80 1 2", request{}, false},
@@ -53,8 +59,38 @@ func TestReplies(t *testing.T) {
 	}
 }
 
+func TestClientBind(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{"BIND udp 40000 7 9 0", true},
+		{"BIND udp 40000 7 9 40000", false},
+		{"BIND udp 40000 7 9", false}, // an older shim: as before
+		{"BIND tcp 40000 7 9 0", false},
+	} {
+		r, err := parseRequest(tt.line)
+		if err != nil || r.clientBind() != tt.want {
+			t.Errorf("%q: clientBind %v, %v; want %v", tt.line, r.clientBind(), err, tt.want)
+		}
+	}
+}
+
+// formatRequest is what the shim writes for r (without the newline).
+func formatRequest(r request) string {
+	if r.op == opClose {
+		return fmt.Sprintf("CLOSE %d", r.inode)
+	}
+	s := fmt.Sprintf("BIND %s %d %d %d", r.proto, r.port, r.inode, r.pid)
+	if r.requested >= 0 {
+		s += fmt.Sprintf(" %d", r.requested)
+	}
+	return s
+}
+
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{"BIND tcp 8080 12345 42", "CLOSE 77", "BIND udp 1 2 3", ""} {
+	for _, s := range []string{"BIND tcp 8080 12345 42", "CLOSE 77", "BIND udp 1 2 3", "",
+		"BIND udp 40000 12345 42 0", "BIND tcp 8080 12345 42 8080", "BIND udp 53 1 1 53 extra"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
@@ -62,8 +98,12 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.inode == 0 || (r.op == opBind && (r.port == 0 || r.pid <= 0)) {
+		if r.inode == 0 || (r.op == opBind && (r.port == 0 || r.pid <= 0 || r.requested < -1 || r.requested > 65535)) {
 			t.Errorf("accepted %q as %+v", line, r)
+		}
+		again, err := parseRequest(formatRequest(r))
+		if err != nil || again != r {
+			t.Errorf("%q: parsed %+v, formatted %q, parsed again %+v, %v", line, r, formatRequest(r), again, err)
 		}
 	})
 }

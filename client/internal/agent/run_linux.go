@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,7 +67,10 @@ var dumpReqs = []sockdiag.Request{
 //
 // While it runs, SIGINT, SIGTERM and SIGHUP sent to the caller are passed on
 // to the program (to its main process, or to its remaining descendants once
-// that has exited), and the calling process is a child subreaper. When ctx
+// that has exited), and the calling process is a child subreaper. A SIGINT
+// is not passed on to processes in the terminal's foreground process group,
+// which had it from the terminal (^C) already; a main process that moved to
+// a group of its own (setpgid, setsid) gets it from Run. When ctx
 // is cancelled Run sends SIGTERM, then SIGKILL to the whole process tree
 // after Config.KillGrace, and returns ctx's error with the exit code.
 //
@@ -129,6 +133,7 @@ func Run(ctx context.Context, cfg Config, argv []string) (exitCode int, err erro
 		ctx:     runCtx,
 		kick:    make(chan struct{}, 1),
 		skipped: map[uint64]string{},
+		noted:   map[uint16]bool{},
 		foreign: map[uint64]bool{},
 		known:   map[int]uint64{},
 		notOurs: map[int]uint64{},
@@ -175,7 +180,6 @@ func Run(ctx context.Context, cfg Config, argv []string) (exitCode int, err erro
 	pipes.started()
 	defer pipes.finish(drainTimeout)
 	a.mainPID = cmd.Process.Pid
-	a.pgrp = unix.Getpgrp()
 	log.Info("program started", "pid", a.mainPID, "argv", argv)
 
 	waitCh := make(chan *os.ProcessState, 1)
@@ -211,11 +215,11 @@ type agent struct {
 
 	mu        sync.Mutex
 	skipped   map[uint64]string // inodes decided against, with the reason
+	noted     map[uint16]bool   // discovery ports whose skip was logged at info level
 	hostAddrs map[netip.Addr]bool
 	hostTime  time.Time
 
 	// Used by the loop goroutine only.
-	pgrp     int // ours, and the main process's
 	mainPID  int
 	mainDone bool
 	tree     map[int]proc    // the program's processes at the last poll
@@ -242,10 +246,11 @@ func (a *agent) loop(ctx context.Context, main *os.Process, waitCh <-chan *os.Pr
 		giveUpAt time.Time // set when SIGKILL was sent
 		lastBusy = time.Now()
 		// signalAll signals the main process, or the rest of the program
-		// once that is gone, but not the processes in process group skip.
+		// once that is gone, but not the processes in process group skip
+		// (-1: none).
 		signalAll = func(sig syscall.Signal, skip int) {
 			if !a.mainDone {
-				if skip != a.pgrp {
+				if skip < 0 || skip != a.mainGroup() {
 					main.Signal(sig)
 				}
 				return
@@ -273,14 +278,15 @@ func (a *agent) loop(ctx context.Context, main *os.Process, waitCh <-chan *os.Pr
 				signalAll(syscall.SIGTERM, -1)
 			}
 		case sig := <-sigCh:
-			// A ^C on the terminal reaches the foreground process group,
-			// the main process included (it is in ours); do not send a
-			// second SIGINT to those who had it.
+			// A ^C on the terminal reaches the foreground process group:
+			// ours, and the main process's unless it moved to another
+			// group (setpgid, setsid). Do not send a second SIGINT to
+			// those who had it; do send one to those who did not.
 			skip := -1
 			if sig == syscall.SIGINT {
 				skip = foregroundGroup()
 			}
-			a.log.Info("forwarding signal", "signal", sig, "from_terminal", skip == a.pgrp)
+			a.log.Info("forwarding signal", "signal", sig, "terminal_group", skip)
 			signalAll(sig.(syscall.Signal), skip)
 		case <-ctxDone:
 			ctxDone, ctxErr = nil, ctx.Err()
@@ -469,6 +475,17 @@ func (a *agent) reap() {
 	}
 }
 
+// mainGroup returns the main process's current process group, or -1 when
+// it cannot be read. The program may have left the group it started in
+// (ours) with setpgid or setsid.
+func (a *agent) mainGroup() int {
+	p, err := readStat(a.mainPID)
+	if err != nil {
+		return -1
+	}
+	return p.pgrp
+}
+
 func (a *agent) isSkipped(inode uint64) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -486,8 +503,17 @@ func (a *agent) skip(inode uint64, s sockdiag.Socket, reason string) {
 		return
 	}
 	level := slog.LevelDebug
-	if reason == reasonV6Only {
+	switch {
+	case reason == reasonV6Only:
 		level = slog.LevelInfo
+	case strings.HasPrefix(reason, reasonDiscovery):
+		port := s.Local.Port()
+		a.mu.Lock()
+		if !a.noted[port] {
+			a.noted[port] = true
+			level = slog.LevelInfo
+		}
+		a.mu.Unlock()
 	}
 	a.log.Log(context.Background(), level, "not mapping socket", "proto", protoName(s.Protocol), "local", s.Local, "inode", inode, "reason", reason)
 }
@@ -519,5 +545,5 @@ func (a *agent) host() host {
 		}
 	}
 	addrs := a.hostAddrs // replaced, never changed, so safe to read unlocked
-	return host{isLocal: func(ip netip.Addr) bool { return addrs[ip] }, ephemeral: a.ephemeral}
+	return host{isLocal: func(ip netip.Addr) bool { return addrs[ip] }, ephemeral: a.ephemeral, allowDiscovery: a.cfg.AllowDiscoveryPorts}
 }

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -162,23 +163,80 @@ func TestDaemon(t *testing.T) {
 	noZombies(t)
 }
 
-// UDP: a bound socket is mapped (through the shim, even on an ephemeral
-// port); a client socket that only sendto()s is not.
+// UDP: a socket bound to a port the program chose is mapped (through the
+// shim, even in the ephemeral range) before bind() returns. Client sockets
+// are not, and their bind() does not wait: one that only sendto()s, and
+// one bound to 0.0.0.0:0 as libuv, Java and resolvers do.
 func TestUDP(t *testing.T) {
 	requireNetns(t)
-	r := start(t, agent.Config{PreloadLib: shimLib(t)}, python(t), "-u", script(t, "sockets.py"), "udp4,0.0.0.0,0", "udpclient")
-	_, m0 := r.out.wait(t, `^SOCK 0 (\d+)$`)
-	_, m1 := r.out.wait(t, `^SOCK 1 (\d+)$`)
-	server, client := port(t, m0[1]), port(t, m1[1])
-	if r.m.Open("udp", server) != 1 {
-		t.Errorf("udp/%d not open when bind() returned", server)
+	const fixed = 40001 // in the default ephemeral range
+	m := &agenttest.Mapper{Delay: time.Second}
+	r := start(t, agent.Config{Mapper: m, PreloadLib: shimLib(t)}, python(t), "-u", "-c", `import socket, sys, time
+def bind(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t = time.monotonic()
+    s.bind(("0.0.0.0", port))
+    print("BOUND", s.getsockname()[1], round(time.monotonic() - t, 3), flush=True)
+    return s
+c = bind(0)
+s = bind(`+strconv.Itoa(fixed)+`)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"x", ("127.0.0.1", 9))
+print("CLIENT", u.getsockname()[1], flush=True)
+time.sleep(60)`)
+	_, m0 := r.out.wait(t, `^BOUND (\d+) ([\d.]+)$`)
+	_, m1 := r.out.wait(t, `^BOUND `+strconv.Itoa(fixed)+` ([\d.]+)$`)
+	_, m2 := r.out.wait(t, `^CLIENT (\d+)$`)
+	any0, sendto := port(t, m0[1]), port(t, m2[1])
+	if d, _ := strconv.ParseFloat(m0[2], 64); d > 0.5 {
+		t.Errorf("bind(0.0.0.0:0) took %vs; it must not wait for the router", d)
+	}
+	if d, _ := strconv.ParseFloat(m1[1], 64); d < 0.9 {
+		t.Errorf("bind(0.0.0.0:%d) took %vs; it should wait for its pinhole (1 s)", fixed, d)
+	}
+	if r.m.Open("udp", fixed) != 1 {
+		t.Errorf("udp/%d not open when bind() returned", fixed)
 	}
 	time.Sleep(quiet)
-	if calls := r.m.CallsFor("udp", client); len(calls) != 0 {
-		t.Errorf("client socket udp/%d mapped: %+v", client, calls)
+	for _, p := range []uint16{any0, sendto} {
+		if calls := r.m.CallsFor("udp", p); len(calls) != 0 {
+			t.Errorf("client socket udp/%d mapped: %+v", p, calls)
+		}
 	}
 	if n := len(r.m.Calls()); n != 1 {
 		t.Errorf("calls %+v", r.m.Calls())
+	}
+}
+
+// LAN discovery ports are not mapped unless Config.AllowDiscoveryPorts;
+// the shim's bind() gets its answer at once, and the log says why.
+func TestDiscoveryPorts(t *testing.T) {
+	requireNetns(t)
+	for _, allow := range []bool{false, true} {
+		t.Run(strconv.FormatBool(allow), func(t *testing.T) {
+			m := &agenttest.Mapper{Delay: time.Second}
+			r := start(t, agent.Config{Mapper: m, PreloadLib: shimLib(t), AllowDiscoveryPorts: allow},
+				python(t), "-u", script(t, "sockets.py"), "udp4,0.0.0.0,5353", "udp6,::,1900", "tcp4,0.0.0.0,1900")
+			began := time.Now()
+			r.out.wait(t, `^READY \d+$`)
+			if allow {
+				r.waitOpen(t, "udp", 5353, true)
+				r.waitOpen(t, "udp", 1900, true)
+				return
+			}
+			within(t, "binding two discovery ports and a TCP port", time.Since(began), 2500*time.Millisecond)
+			r.waitOpen(t, "tcp", 1900, true)
+			time.Sleep(quiet)
+			if calls := r.m.Calls(); len(calls) != 1 {
+				t.Errorf("calls %+v, want tcp/1900 only", calls)
+			}
+			log := r.log.String()
+			for _, want := range []string{"level=INFO msg=\"not mapping socket\" proto=udp local=0.0.0.0:5353", "mDNS", "SSDP"} {
+				if !strings.Contains(log, want) {
+					t.Errorf("log lacks %q", want)
+				}
+			}
+		})
 	}
 }
 
@@ -225,6 +283,22 @@ func TestShimWithoutAgent(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "dpf-preload:"); n != 1 {
 		t.Errorf("%d warnings, want 1:\n%s", n, &stderr)
+	}
+	// A daemon whose fd 2 is a data file: the warning must not go there.
+	f, err := os.Create(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd = exec.CommandContext(ctx, py, "-u", script(t, "selfcheck.py"))
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib, agent.EnvAgentSock+"="+filepath.Join(t.TempDir(), "nobody-here.sock"))
+	stdout.Reset()
+	cmd.Stdout, cmd.Stderr = &stdout, f
+	if err := cmd.Run(); err != nil || !strings.HasPrefix(stdout.String(), "OK ") {
+		t.Errorf("stderr a file: %v, %q", err, &stdout)
+	}
+	if b, err := os.ReadFile(f.Name()); err != nil || len(b) != 0 {
+		t.Errorf("the shim wrote to a regular file on fd 2: %q, %v", b, err)
 	}
 	// Without DPF_AGENT_SOCK the shim is silent.
 	cmd = exec.CommandContext(ctx, py, "-u", script(t, "selfcheck.py"))
@@ -308,6 +382,16 @@ func TestWhatIsMapped(t *testing.T) {
 					t.Errorf("%s (port %d) was mapped", s.spec, ports[s.spec])
 				}
 			}
+			// The Mapper hears of a specific address, not of a wildcard.
+			for _, c := range r.m.Calls() {
+				want := ""
+				if c.Port == ports["tcp4,"+lanAddr+",0"] {
+					want = lanAddr
+				}
+				if got := c.Addr.String(); (want == "" && c.Addr.IsValid()) || (want != "" && got != want) {
+					t.Errorf("call %+v: address %s, want %q", c, got, want)
+				}
+			}
 			if !strings.Contains(r.log.String(), "IPv6-only") {
 				t.Errorf("no log line about the IPv6-only socket")
 			}
@@ -386,5 +470,85 @@ func TestRunErrors(t *testing.T) {
 	cfg.PreloadLib = "/nonexistent/lib.so"
 	if code, err := agent.Run(context.Background(), cfg, []string{"true"}); err == nil || code != 126 {
 		t.Errorf("missing library: %d, %v", code, err)
+	}
+}
+
+// While the router is unreachable, listen() waits for it only the first
+// time; later ones get their answer within a short bound, so a program
+// that opens many sockets is not held up for MapTimeout each.
+func TestUnreachableRouter(t *testing.T) {
+	requireNetns(t)
+	m := &agenttest.Mapper{Delay: time.Second, Fail: func(string, uint16) error {
+		return fmt.Errorf("no answer from the gateway: %w", agent.ErrUnreachable)
+	}}
+	r := start(t, agent.Config{Mapper: m, PreloadLib: shimLib(t)}, python(t), "-u", "-c", `import socket, time
+socks = []
+for i in range(4):
+    s = socket.socket(); s.bind(("0.0.0.0", 0))
+    t = time.monotonic(); s.listen(); d = time.monotonic() - t
+    socks.append(s)
+    print("LISTEN", i, round(d, 3), flush=True)
+time.sleep(60)`)
+	for i := range 4 {
+		_, lm := r.out.wait(t, `^LISTEN `+strconv.Itoa(i)+` ([\d.]+)$`)
+		d, _ := strconv.ParseFloat(lm[1], 64)
+		switch {
+		case i == 0 && d < 0.9:
+			t.Errorf("the first listen() took %vs; it should wait for the Map to fail (1 s)", d)
+		case i > 0 && d > 0.6:
+			t.Errorf("listen() %d took %vs after the router was found unreachable", i, d)
+		}
+	}
+	if n := strings.Count(r.errOut.String(), "dpf-preload:"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, r.errOut)
+	}
+}
+
+// ^C on the terminal reaches the main process once: from the terminal
+// when it is in the foreground process group, from Run when it left that
+// group (setpgid) and the terminal's SIGINT reached Run alone.
+func TestCtrlC(t *testing.T) {
+	py := python(t)
+	for _, tt := range []struct {
+		name    string
+		setpgid bool
+	}{{"same group", false}, {"own group", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			code := `import os, signal, sys, time
+got = 0
+def on_int(sig, frame):
+    global got
+    got += 1
+signal.signal(signal.SIGINT, on_int)
+if sys.argv[1] == "1":
+    os.setpgid(0, 0)
+print("READY", os.getpid(), os.getpgrp(), flush=True)
+while got == 0:
+    time.sleep(0.05)
+time.sleep(0.5)
+print("GOT", got, flush=True)
+sys.exit(40 + got)`
+			setpgid := "0"
+			if tt.setpgid {
+				setpgid = "1"
+			}
+			p := startOnTerminal(t, py, "-u", "-c", code, setpgid)
+			_, m := p.out.wait(t, `READY (\d+) (\d+)`)
+			if tt.setpgid == (m[1] != m[2]) {
+				t.Fatalf("the program's process group is %s, its pid %s", m[2], m[1])
+			}
+			if _, err := p.master.Write([]byte{3}); err != nil { // ^C
+				t.Fatal(err)
+			}
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				kill(t, atoi(t, m[1]), syscall.SIGKILL)
+				t.Fatalf("the program did not get SIGINT; output:\n%s", p.out)
+			}
+			if got := p.cmd.ProcessState.ExitCode(); got != 41 {
+				t.Errorf("Run exited %d, want 41 (one SIGINT); output:\n%s", got, p.out)
+			}
+		})
 	}
 }

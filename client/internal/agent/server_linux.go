@@ -65,8 +65,15 @@ func (a *agent) handle(c *net.UnixConn) {
 	}
 }
 
+// unreachableWait replaces MapTimeout while the tracker reports the router
+// unreachable: long enough for a router on the LAN that came back to
+// answer, short enough that a program opening many sockets starts in
+// seconds.
+const unreachableWait = 250 * time.Millisecond
+
 // bind handles a BIND: the kernel confirms the socket, decide judges it and
-// the reply waits for the pinhole up to MapTimeout.
+// the reply waits for the pinhole up to MapTimeout (unreachableWait while
+// the router is unreachable).
 func (a *agent) bind(r request) string {
 	proto := uint8(sockdiag.ProtoTCP)
 	if r.proto == "udp" {
@@ -80,20 +87,27 @@ func (a *agent) bind(r request) string {
 	if !ok {
 		return replyErr(fmt.Sprintf("no bound %s socket with inode %d in the agent's network namespace", r.proto, r.inode))
 	}
-	key, reason := decide(s, true, a.host())
+	// A UDP socket bound to port 0 is judged as polling would judge it
+	// (the shim does not even ask about those; an older one might).
+	announced := !r.clientBind()
+	key, reason := decide(s, announced, a.host())
 	if reason != "" {
 		a.skip(r.inode, s, reason)
 		return replySkip(reason)
 	}
 	a.unskip(r.inode)
-	a.log.Debug("socket announced", "port", key, "local", s.Local, "inode", r.inode, "pid", r.pid)
-	a.t.add(r.inode, key, true)
-	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.MapTimeout)
+	a.log.Debug("socket announced", "port", key, "local", s.Local, "inode", r.inode, "pid", r.pid, "requested", r.requested)
+	a.t.add(r.inode, key, announced)
+	timeout, why := a.cfg.MapTimeout, ""
+	if a.t.unreachable() && unreachableWait < timeout {
+		timeout, why = unreachableWait, " (the router was unreachable moments ago)"
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, timeout)
 	defer cancel()
 	ext, err := a.t.wait(ctx, key)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return replyErr(fmt.Sprintf("no pinhole for %s within %v; still trying", key, a.cfg.MapTimeout))
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return replyErr(fmt.Sprintf("no pinhole for %s within %v%s; still trying", key, timeout, why))
 	case err != nil:
 		return replyErr(fmt.Sprintf("pinhole for %s: %v", key, err))
 	}

@@ -21,6 +21,15 @@ const (
 	// for a socket that still exists.
 	retryMin = time.Second
 	retryMax = time.Minute
+	// retryAfterMax bounds the wait a refusal asks for (RetryAfter); a
+	// longer one is more likely a router's mistake than its intent.
+	retryAfterMax = 30 * time.Minute
+	// unreachableHold is how long after a Map failed because the router
+	// could not be reached the tracker reports it as unreachable (unless
+	// a Map succeeds or the router answers meanwhile): long enough to
+	// cover a program's start, short enough to notice a router that came
+	// back on the next listen().
+	unreachableHold = 30 * time.Second
 )
 
 // errSocketGone is what a waiter gets when its socket vanished before the
@@ -46,6 +55,10 @@ type tracker struct {
 	socks  map[uint64]sockRef   // by inode
 	ports  map[portKey]*portRef // refs > 0, or a Map call still running
 	closed bool
+	// unreachableAt is when the last Map attempt to finish failed
+	// because the router could not be reached; zero when the last one
+	// reached it (granted or refused).
+	unreachableAt time.Time
 }
 
 type sockRef struct {
@@ -63,6 +76,10 @@ type portRef struct {
 	lastErr  error
 	failures int
 	retryAt  time.Time
+	// holdUntil is when the wait the router asked for with its last
+	// refusal (RetryAfter) ends; before it, not even a socket the shim
+	// announces makes the tracker ask again.
+	holdUntil time.Time
 }
 
 func newTracker(m Mapper, log *slog.Logger, onChange func(Event), now func() time.Time) *tracker {
@@ -77,7 +94,8 @@ func newTracker(m Mapper, log *slog.Logger, onChange func(Event), now func() tim
 // add tracks the socket with inode under key; adding a tracked inode again
 // only records that the shim announced it. A new port is mapped at once; so
 // is a port waiting to retry when the shim announces it (a program calling
-// listen() is worth an immediate attempt).
+// listen() is worth an immediate attempt), unless the router asked to wait
+// longer.
 func (t *tracker) add(inode uint64, key portKey, announced bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -88,7 +106,7 @@ func (t *tracker) add(inode uint64, key portKey, announced bool) {
 		if s.key == key {
 			s.announced = s.announced || announced
 			t.socks[inode] = s
-			if p := t.ports[key]; announced && p != nil && p.pinhole == nil && p.attempt == nil {
+			if p := t.ports[key]; announced && p != nil && p.pinhole == nil && p.attempt == nil && !t.now().Before(p.holdUntil) {
 				t.startLocked(key, p)
 			}
 			return
@@ -104,7 +122,7 @@ func (t *tracker) add(inode uint64, key portKey, announced bool) {
 		t.ports[key] = p
 	}
 	p.refs++
-	if p.pinhole == nil && p.attempt == nil && (announced || p.failures == 0) {
+	if p.pinhole == nil && p.attempt == nil && (p.failures == 0 || announced && !t.now().Before(p.holdUntil)) {
 		t.startLocked(key, p)
 	}
 }
@@ -179,6 +197,14 @@ func (t *tracker) retry() {
 	}
 }
 
+// unreachable reports whether the router could not be reached by the last
+// Map attempt to finish, less than unreachableHold ago.
+func (t *tracker) unreachable() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.unreachableAt.IsZero() && t.now().Sub(t.unreachableAt) < unreachableHold
+}
+
 // wait waits until key's pinhole is granted, its attempt fails or ctx ends.
 func (t *tracker) wait(ctx context.Context, key portKey) (netip.AddrPort, error) {
 	t.mu.Lock()
@@ -225,7 +251,7 @@ func (t *tracker) startLocked(key portKey, p *portRef) {
 
 func (t *tracker) attempt(key portKey, p *portRef, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(t.ctx, mapAttemptTimeout)
-	ph, err := t.mapper.Map(ctx, key.proto, key.port)
+	ph, err := t.mapper.Map(ctx, key.proto, key.addr, key.port)
 	cancel()
 	if err == nil && ph == nil {
 		err = errors.New("mapper returned no pinhole")
@@ -239,10 +265,17 @@ func (t *tracker) attempt(key portKey, p *portRef, done chan struct{}) {
 	p.attempt = nil
 	close(done)
 	gone := false
+	now := t.now()
+	var wait time.Duration // until the next attempt
 	if err != nil {
 		p.failures++
 		p.lastErr = err
-		p.retryAt = t.now().Add(backoff(p.failures))
+		wait = backoff(p.failures)
+		if ra := retryAfter(err); ra > wait {
+			wait = ra
+			p.holdUntil = now.Add(ra)
+		}
+		p.retryAt = now.Add(wait)
 		if p.refs == 0 && t.ports[key] == p {
 			delete(t.ports, key)
 		}
@@ -253,9 +286,16 @@ func (t *tracker) attempt(key portKey, p *portRef, done chan struct{}) {
 		}
 	} else {
 		p.pinhole, p.ext = ph, ext
-		p.failures, p.lastErr = 0, nil
+		p.failures, p.lastErr, p.holdUntil = 0, nil, time.Time{}
 	}
 	failures, closed := p.failures, t.closed
+	switch {
+	case closed:
+	case isUnreachable(err):
+		t.unreachableAt = now
+	default:
+		t.unreachableAt = time.Time{}
+	}
 	if err != nil && closed {
 		// Run is ending and cancelled the attempt: nothing to report.
 		t.mu.Unlock()
@@ -267,11 +307,11 @@ func (t *tracker) attempt(key portKey, p *portRef, done chan struct{}) {
 	t.notifyMu.Lock()
 	t.mu.Unlock()
 	if err != nil {
-		t.log.Warn("pinhole failed", "port", key, "attempt", failures, "err", err)
+		t.log.Warn("pinhole failed", "port", key, "attempt", failures, "retry_in", wait, "err", err)
 	} else {
 		t.log.Info("pinhole open", "port", key, "external", ext)
 	}
-	t.notifyLocked(Event{Opened: true, Proto: key.proto, Port: key.port, External: ext, Err: err})
+	t.notifyLocked(Event{Opened: true, Proto: key.proto, Addr: key.addr, Port: key.port, External: ext, Err: err})
 	t.notifyMu.Unlock()
 	if gone {
 		t.release(key, ph, ext)
@@ -300,7 +340,7 @@ func (t *tracker) release(key portKey, ph Pinhole, ext netip.AddrPort) {
 	}
 	t.notifyMu.Lock()
 	defer t.notifyMu.Unlock()
-	t.notifyLocked(Event{Proto: key.proto, Port: key.port, External: ext, Err: err})
+	t.notifyLocked(Event{Proto: key.proto, Addr: key.addr, Port: key.port, External: ext, Err: err})
 }
 
 func (t *tracker) notifyLocked(ev Event) {
@@ -346,4 +386,28 @@ func backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, retryMax)
+}
+
+// retryAfter returns the wait a refusal asks for: err's RetryAfter method
+// (the client library's *ResultError has one, from the PCP error lifetime),
+// at most retryAfterMax; 0 without one.
+func retryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if !errors.As(err, &ra) {
+		return 0
+	}
+	return min(max(ra.RetryAfter(), 0), retryAfterMax)
+}
+
+// isUnreachable reports whether err says the router could not be reached:
+// it wraps ErrUnreachable or context.DeadlineExceeded, or is a timeout.
+func isUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }

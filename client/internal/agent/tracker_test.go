@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +17,15 @@ import (
 // Map until it receives.
 type fakeMapper struct {
 	mu       sync.Mutex
-	fails    int // the next fails Map calls fail
+	fails    int   // the next fails Map calls fail
+	err      error // what they fail with; nil means "router says no"
 	maps     int
 	releases int
+	addrs    []netip.Addr // of each Map call
 	gate     chan struct{}
 }
 
-func (m *fakeMapper) Map(ctx context.Context, proto string, port uint16) (Pinhole, error) {
+func (m *fakeMapper) Map(ctx context.Context, proto string, addr netip.Addr, port uint16) (Pinhole, error) {
 	if m.gate != nil {
 		select {
 		case <-m.gate:
@@ -31,8 +36,12 @@ func (m *fakeMapper) Map(ctx context.Context, proto string, port uint16) (Pinhol
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.maps++
+	m.addrs = append(m.addrs, addr)
 	if m.fails > 0 {
 		m.fails--
+		if m.err != nil {
+			return nil, m.err
+		}
 		return nil, errors.New("router says no")
 	}
 	return &fakePinhole{m: m, ext: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.9"), port+1000)}, nil
@@ -110,7 +119,7 @@ func (h *trackerHarness) noEvent(t *testing.T) {
 	}
 }
 
-var web = portKey{"tcp", 8080}
+var web = portKey{proto: "tcp", port: 8080}
 
 func gone(inodes ...uint64) func(uint64, portKey) bool {
 	return func(inode uint64, _ portKey) bool {
@@ -247,7 +256,7 @@ func TestTrackerClose(t *testing.T) {
 	m := &fakeMapper{}
 	h := newHarness(t, m)
 	h.add(1, web, true)
-	h.add(2, portKey{"udp", 53}, true)
+	h.add(2, portKey{proto: "udp", port: 53}, true)
 	h.event(t)
 	h.event(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -273,5 +282,141 @@ func TestBackoff(t *testing.T) {
 	}
 	if backoff(1000) != retryMax {
 		t.Error("backoff(1000)")
+	}
+}
+
+// Sockets on one port but different addresses (a wildcard and a secondary
+// address of the host) get a pinhole each, and the Mapper is told the
+// address.
+func TestTrackerAddressKeys(t *testing.T) {
+	m := &fakeMapper{}
+	h := newHarness(t, m)
+	secondary := portKey{proto: "tcp", addr: netip.MustParseAddr("192.0.2.10"), port: 8080}
+	h.add(1, web, true)
+	h.event(t)
+	h.add(2, secondary, true)
+	if e := h.event(t); !e.Opened || e.Err != nil || e.Addr != secondary.addr || e.Port != 8080 {
+		t.Fatalf("event %+v", e)
+	}
+	m.mu.Lock()
+	addrs := m.addrs
+	m.mu.Unlock()
+	if len(addrs) != 2 || addrs[0].IsValid() || addrs[1] != secondary.addr {
+		t.Fatalf("Map got addresses %v, want [invalid 192.0.2.10]", addrs)
+	}
+	h.prune(h.mark(), gone(2))
+	if e := h.event(t); e.Opened || e.Addr != secondary.addr {
+		t.Fatalf("event %+v, want the release of %v", e, secondary)
+	}
+	if _, err := h.wait(context.Background(), web); err != nil {
+		t.Errorf("the wildcard pinhole went with the other: %v", err)
+	}
+	if got := secondary.String(); got != "tcp/192.0.2.10:8080" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
+// retryErr is a refusal that asks for a wait, like *client.ResultError.
+type retryErr time.Duration
+
+func (e retryErr) Error() string             { return "NOT_AUTHORIZED" }
+func (e retryErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+func wrapped(err error) error { return fmt.Errorf("client: map tcp port 8080: %w", err) }
+
+// A refusal that asks for a long wait is not retried before it ends, not
+// even when the shim announces another socket on the port.
+func TestTrackerRetryAfter(t *testing.T) {
+	h := newHarness(t, &fakeMapper{fails: 1, err: wrapped(retryErr(10 * time.Minute))})
+	h.add(1, web, true)
+	if e := h.event(t); e.Err == nil {
+		t.Fatalf("event %+v", e)
+	}
+	h.advance(2 * time.Minute) // past any backoff
+	h.retry()
+	h.noEvent(t)
+	h.add(2, web, true)
+	h.noEvent(t)
+	if _, err := h.wait(context.Background(), web); err == nil {
+		t.Error("wait during the hold succeeded")
+	}
+	h.advance(8 * time.Minute)
+	h.retry()
+	if e := h.event(t); e.Err != nil || !e.Opened {
+		t.Fatalf("event after the wait %+v", e)
+	}
+	if maps, _ := h.m.counts(); maps != 2 {
+		t.Errorf("%d maps, want 2", maps)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		err  error
+		want time.Duration
+	}{
+		{errors.New("plain"), 0},
+		{wrapped(retryErr(time.Hour)), retryAfterMax},
+		{wrapped(retryErr(90 * time.Second)), 90 * time.Second},
+		{retryErr(-time.Second), 0},
+	}
+	for _, tt := range tests {
+		if got := retryAfter(tt.err); got != tt.want {
+			t.Errorf("retryAfter(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// After a Map fails because the router is unreachable, the tracker says so
+// for unreachableHold, or until a Map reaches the router.
+func TestTrackerUnreachable(t *testing.T) {
+	m := &fakeMapper{fails: 1, err: fmt.Errorf("client: %w: no answer", ErrUnreachable)}
+	h := newHarness(t, m)
+	if h.unreachable() {
+		t.Fatal("unreachable before any Map")
+	}
+	h.add(1, web, true)
+	h.event(t)
+	if !h.unreachable() {
+		t.Fatal("not unreachable after the failure")
+	}
+	h.advance(unreachableHold)
+	if h.unreachable() {
+		t.Fatal("still unreachable after unreachableHold")
+	}
+	// Again, then a success on another port ends it.
+	m.mu.Lock()
+	m.fails = 1
+	m.mu.Unlock()
+	h.add(2, portKey{proto: "udp", port: 53}, true)
+	h.event(t)
+	if !h.unreachable() {
+		t.Fatal("not unreachable after the second failure")
+	}
+	h.add(3, portKey{proto: "udp", port: 54}, true)
+	if e := h.event(t); e.Err != nil {
+		t.Fatalf("event %+v", e)
+	}
+	if h.unreachable() {
+		t.Fatal("unreachable after a success")
+	}
+}
+
+func TestIsUnreachable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("NOT_AUTHORIZED"), false},
+		{context.Canceled, false},
+		{fmt.Errorf("x: %w", ErrUnreachable), true},
+		{fmt.Errorf("gateway unreachable: %w", context.DeadlineExceeded), true},
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true},
+	}
+	for _, tt := range tests {
+		if got := isUnreachable(tt.err); got != tt.want {
+			t.Errorf("isUnreachable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -5,7 +5,6 @@ package agenttest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ var ExternalAddr = netip.MustParseAddr("203.0.113.1")
 type Call struct {
 	Op    string // "map" or "release"
 	Proto string
+	Addr  netip.Addr // as passed to Map: zero for a wildcard bind
 	Port  uint16
 	Done  time.Time // when the call returned
 	Err   error
@@ -36,16 +36,20 @@ type Mapper struct {
 
 	mu      sync.Mutex
 	calls   []Call
-	open    map[string]int // "tcp/80" -> open pinholes
-	changed chan struct{}  // closed and replaced on every call
+	open    map[pinholeKey]int // open pinholes
+	changed chan struct{}      // closed and replaced on every call
 }
 
 var _ agent.Mapper = (*Mapper)(nil)
 
-func key(proto string, port uint16) string { return fmt.Sprintf("%s/%d", proto, port) }
+type pinholeKey struct {
+	proto string
+	addr  netip.Addr
+	port  uint16
+}
 
 // Map implements agent.Mapper.
-func (m *Mapper) Map(ctx context.Context, proto string, port uint16) (agent.Pinhole, error) {
+func (m *Mapper) Map(ctx context.Context, proto string, addr netip.Addr, port uint16) (agent.Pinhole, error) {
 	var err error
 	if m.Delay > 0 {
 		t := time.NewTimer(m.Delay)
@@ -61,15 +65,16 @@ func (m *Mapper) Map(ctx context.Context, proto string, port uint16) (agent.Pinh
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.recordLocked(Call{Op: "map", Proto: proto, Port: port, Done: time.Now(), Err: err})
+	m.recordLocked(Call{Op: "map", Proto: proto, Addr: addr, Port: port, Done: time.Now(), Err: err})
 	if err != nil {
 		return nil, err
 	}
 	if m.open == nil {
-		m.open = map[string]int{}
+		m.open = map[pinholeKey]int{}
 	}
-	m.open[key(proto, port)]++
-	return &pinhole{m: m, proto: proto, port: port}, nil
+	k := pinholeKey{proto, addr, port}
+	m.open[k]++
+	return &pinhole{m: m, key: k}, nil
 }
 
 func (m *Mapper) recordLocked(c Call) {
@@ -87,7 +92,7 @@ func (m *Mapper) Calls() []Call {
 	return append([]Call(nil), m.calls...)
 }
 
-// CallsFor returns the calls for one protocol and port.
+// CallsFor returns the calls for one protocol and port, any address.
 func (m *Mapper) CallsFor(proto string, port uint16) []Call {
 	var out []Call
 	for _, c := range m.Calls() {
@@ -98,12 +103,19 @@ func (m *Mapper) CallsFor(proto string, port uint16) []Call {
 	return out
 }
 
-// Open reports how many granted pinholes for proto and port are not yet
-// released (the agent should never hold more than one).
+// Open reports how many granted pinholes for proto and port, for any
+// address, are not yet released (the agent should hold at most one per
+// address).
 func (m *Mapper) Open(proto string, port uint16) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.open[key(proto, port)]
+	n := 0
+	for k, c := range m.open {
+		if k.proto == proto && k.port == port {
+			n += c
+		}
+	}
+	return n
 }
 
 // Wait waits until cond holds or ctx ends; cond is checked after every call.
@@ -128,12 +140,11 @@ func (m *Mapper) Wait(ctx context.Context, cond func() bool) error {
 
 type pinhole struct {
 	m        *Mapper
-	proto    string
-	port     uint16
+	key      pinholeKey
 	released bool // guarded by m.mu
 }
 
-func (p *pinhole) External() netip.AddrPort { return netip.AddrPortFrom(ExternalAddr, p.port) }
+func (p *pinhole) External() netip.AddrPort { return netip.AddrPortFrom(ExternalAddr, p.key.port) }
 
 // ErrReleasedTwice is what a second Release of one pinhole returns.
 var ErrReleasedTwice = errors.New("agenttest: pinhole released twice")
@@ -141,12 +152,14 @@ var ErrReleasedTwice = errors.New("agenttest: pinhole released twice")
 func (p *pinhole) Release(ctx context.Context) error {
 	p.m.mu.Lock()
 	defer p.m.mu.Unlock()
+	c := Call{Op: "release", Proto: p.key.proto, Addr: p.key.addr, Port: p.key.port, Done: time.Now()}
 	if p.released {
-		p.m.recordLocked(Call{Op: "release", Proto: p.proto, Port: p.port, Done: time.Now(), Err: ErrReleasedTwice})
+		c.Err = ErrReleasedTwice
+		p.m.recordLocked(c)
 		return ErrReleasedTwice
 	}
 	p.released = true
-	p.m.open[key(p.proto, p.port)]--
-	p.m.recordLocked(Call{Op: "release", Proto: p.proto, Port: p.port, Done: time.Now()})
+	p.m.open[p.key]--
+	p.m.recordLocked(c)
 	return nil
 }
