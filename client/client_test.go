@@ -220,7 +220,7 @@ func TestAutomaticRenewal(t *testing.T) {
 	m := mustMap(t, c, MapRequest{Protocol: TCP, InternalPort: 3000})
 	ev := expectEvents(t, m, Renewed)[0]
 	// Granted 1 s: renewal between 0.5 s and 0.625 s (plus scheduling).
-	if d := time.Since(start); d < 500*time.Millisecond || d > 2*time.Second {
+	if d := time.Since(start); d < 500*time.Millisecond || d > 5*time.Second {
 		t.Errorf("renewed after %v, want about 0.5-0.625 s", d)
 	}
 	if ev.External != ext(3000) || ev.Err != nil {

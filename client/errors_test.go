@@ -100,7 +100,9 @@ func TestGatewayUnreachable(t *testing.T) {
 		if !errors.Is(err, ErrGatewayUnreachable) {
 			t.Fatalf("Map to a closed port = %v; want ErrGatewayUnreachable", err)
 		}
-		if d := time.Since(start); d > time.Second {
+		// Without the ICMP check PCP would retransmit until the
+		// test's deadline; the bound leaves room for a loaded machine.
+		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("took %v; an ICMP error should end the exchange at once", d)
 		}
 	})
