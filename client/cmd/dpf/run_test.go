@@ -21,8 +21,8 @@ func TestMapRequest(t *testing.T) {
 		want  client.MapRequest
 	}{
 		{"tcp", netip.Addr{}, client.MapRequest{Protocol: client.TCP, InternalPort: 8080}},
-		{"udp", netip.MustParseAddr("192.168.1.20"), client.MapRequest{Protocol: client.UDP, InternalAddr: netip.MustParseAddr("192.168.1.20"), InternalPort: 8080}},
-		{"tcp", netip.MustParseAddr("::ffff:192.168.1.20"), client.MapRequest{Protocol: client.TCP, InternalAddr: netip.MustParseAddr("192.168.1.20"), InternalPort: 8080}},
+		{"udp", netip.MustParseAddr("198.51.100.20"), client.MapRequest{Protocol: client.UDP, InternalAddr: netip.MustParseAddr("198.51.100.20"), InternalPort: 8080}},
+		{"tcp", netip.MustParseAddr("::ffff:198.51.100.20"), client.MapRequest{Protocol: client.TCP, InternalAddr: netip.MustParseAddr("198.51.100.20"), InternalPort: 8080}},
 		{"tcp", netip.IPv4Unspecified(), client.MapRequest{Protocol: client.TCP, InternalPort: 8080}},
 	}
 	for _, tt := range tests {
@@ -39,7 +39,7 @@ func TestMapRequest(t *testing.T) {
 // What the agent learns from the client's errors without importing package
 // client: unreachable gateways, and how long a refusal asks it to wait.
 func TestAgentError(t *testing.T) {
-	unreachable := fmt.Errorf("client: map tcp port 80: %w: 192.168.1.1:5351: no answer", client.ErrGatewayUnreachable)
+	unreachable := fmt.Errorf("client: map tcp port 80: %w: 198.51.100.1:5351: no answer", client.ErrGatewayUnreachable)
 	if err := agentError(unreachable); !errors.Is(err, agent.ErrUnreachable) || err.Error() != unreachable.Error() || !errors.Is(err, client.ErrGatewayUnreachable) {
 		t.Errorf("agentError(unreachable) = %v", err)
 	}
