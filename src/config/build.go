@@ -181,6 +181,10 @@ func (b *builder) main(c *Config, s *Section) error {
 			c.CheckpointInterval, err = b.seconds(o, 0, MaxLifetimeLimit)
 		case "log_level":
 			c.LogLevel, err = b.oneOf(o, "debug", "info", "warn", "error")
+		case "dbus":
+			c.DBus, err = b.dbusMode(o)
+		case "dbus_address":
+			c.DBusAddress, err = b.dbusAddress(o)
 		default:
 			err = b.errf(o.Line, o.Name, "unknown option in config %s section", SectionMain)
 		}
@@ -205,6 +209,56 @@ func (b *builder) main(c *Config, s *Section) error {
 			c.MaxLifetime/time.Second, c.MinLifetime/time.Second)
 	}
 	return nil
+}
+
+// dbusMode reads auto or a UCI boolean.
+func (b *builder) dbusMode(o *Option) (string, error) {
+	s, err := b.single(o)
+	if err != nil {
+		return "", err
+	}
+	if strings.ToLower(s) == DBusAuto {
+		return DBusAuto, nil
+	}
+	v, ok := parseBool(s)
+	if !ok {
+		return "", b.errf(o.Line, o.Name, "%q is not auto, 1 or 0", s)
+	}
+	if v {
+		return DBusOn, nil
+	}
+	return DBusOff, nil
+}
+
+// dbusAddress checks the syntax of a D-Bus server address (D-Bus
+// specification, "Server Addresses"): one or more "transport:key=value,..."
+// separated by semicolons. It does not check that the transport exists.
+func (b *builder) dbusAddress(o *Option) (string, error) {
+	s, err := b.single(o)
+	if err != nil {
+		return "", err
+	}
+	bad := func() (string, error) {
+		return "", b.errf(o.Line, o.Name, "%q is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)", s)
+	}
+	if s == "" || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return bad()
+	}
+	for _, a := range strings.Split(strings.TrimSuffix(s, ";"), ";") {
+		transport, params, ok := strings.Cut(a, ":")
+		if !ok || transport == "" {
+			return bad()
+		}
+		if params == "" {
+			continue
+		}
+		for _, kv := range strings.Split(params, ",") {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				return bad()
+			}
+		}
+	}
+	return s, nil
 }
 
 func (b *builder) lanInterfaces(o *Option) ([]string, error) {

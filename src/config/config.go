@@ -23,6 +23,14 @@ const (
 	BackendIptables = "iptables"
 )
 
+// Values of option dbus (Config.DBus). The file may also say any UCI boolean:
+// true values mean DBusOn, false ones DBusOff.
+const (
+	DBusAuto = "auto"
+	DBusOn   = "on"
+	DBusOff  = "off"
+)
+
 // Defaults for options that are absent. See [Config] for their meaning.
 const (
 	DefaultDB                 = "/etc/dpf/leases.db"
@@ -35,6 +43,7 @@ const (
 	DefaultRateBurst          = 40
 	DefaultCheckpointInterval = 300 * time.Second
 	DefaultLogLevel           = "info"
+	DefaultDBus               = DBusAuto
 )
 
 // MaxLifetimeLimit is the largest lifetime a PCP or NAT-PMP message can
@@ -92,6 +101,23 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// LogLevel is option log_level: debug, info (default), warn or error.
 	LogLevel string
+	// DBus is option dbus: whether dpfd offers its D-Bus interface (the
+	// name org.dpf.Router on the system bus).
+	//
+	//	DBusAuto  "auto" (default): when there is a bus. dpfd connects if
+	//	          it can; if it cannot (no bus socket, no dbus-daemon, the
+	//	          name refused) it runs without, logs that once and keeps
+	//	          trying quietly, so a bus started later is still used.
+	//	DBusOn    "1" (any UCI true): required. dpfd does not start (exit
+	//	          1) unless it can connect and own the name; a connection
+	//	          lost later is logged and retried, it never stops dpfd.
+	//	DBusOff   "0" (any UCI false): never.
+	DBus string
+	// DBusAddress is option dbus_address: the D-Bus address of the bus
+	// to use, e.g. "unix:path=/run/dbus/system_bus_socket". Empty
+	// (default) means the system bus: $DBUS_SYSTEM_BUS_ADDRESS, else
+	// unix:path=/var/run/dbus/system_bus_socket.
+	DBusAddress string
 	// Rules are the policy rules from the "config rule" sections in file
 	// order, or policy.DefaultRules() when the file has no rule section.
 	// Options of a rule section, with the meaning of an absent option:
@@ -130,6 +156,7 @@ func Default() *Config {
 		RateBurst:          DefaultRateBurst,
 		CheckpointInterval: DefaultCheckpointInterval,
 		LogLevel:           DefaultLogLevel,
+		DBus:               DefaultDBus,
 		Rules:              policy.DefaultRules(),
 	}
 }

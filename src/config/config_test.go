@@ -29,7 +29,7 @@ func TestDefault(t *testing.T) {
 	if !c.Enabled || c.Backend != "auto" || c.DB != "/etc/dpf/leases.db" || c.Socket != "/var/run/dpfd.sock" ||
 		c.MinLifetime != 120*time.Second || c.MaxLifetime != 86400*time.Second || c.MaxPerHost != 64 ||
 		c.MaxLeases != 4096 || c.RateLimit != 20 || c.RateBurst != 40 || c.CheckpointInterval != 300*time.Second ||
-		c.LogLevel != "info" || c.LANInterfaces != nil || c.WANInterface != "" || c.ExternalAddress.IsValid() {
+		c.LogLevel != "info" || c.DBus != DBusAuto || c.DBusAddress != "" || c.LANInterfaces != nil || c.WANInterface != "" || c.ExternalAddress.IsValid() {
 		t.Errorf("Default() = %+v", c)
 	}
 	if !reflect.DeepEqual(c.Rules, policy.DefaultRules()) {
@@ -92,6 +92,17 @@ func TestFromFileOptions(t *testing.T) {
 		{"option log_level debug", func(c *Config) bool { return c.LogLevel == "debug" }},
 		{"option log_level warn", func(c *Config) bool { return c.LogLevel == "warn" }},
 		{"option log_level error", func(c *Config) bool { return c.LogLevel == "error" }},
+		{"option dbus auto", func(c *Config) bool { return c.DBus == DBusAuto }},
+		{"option dbus AUTO", func(c *Config) bool { return c.DBus == DBusAuto }},
+		{"option dbus 1", func(c *Config) bool { return c.DBus == DBusOn }},
+		{"option dbus on", func(c *Config) bool { return c.DBus == DBusOn }},
+		{"option dbus 0", func(c *Config) bool { return c.DBus == DBusOff }},
+		{"option dbus disabled", func(c *Config) bool { return c.DBus == DBusOff }},
+		{"option dbus_address unix:path=/tmp/bus", func(c *Config) bool { return c.DBusAddress == "unix:path=/tmp/bus" }},
+		{"option dbus_address 'unix:abstract=/x,guid=0123;tcp:host=192.0.2.1,port=5000;'", func(c *Config) bool {
+			return c.DBusAddress == "unix:abstract=/x,guid=0123;tcp:host=192.0.2.1,port=5000;"
+		}},
+		{"option dbus_address autolaunch:", func(c *Config) bool { return c.DBusAddress == "autolaunch:" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
@@ -145,6 +156,14 @@ func TestFromFileErrors(t *testing.T) {
 		{"zero rate", minimal + "\toption rate_limit 0\n", f + `:4: option rate_limit: "0" must be above 0`},
 		{"bad checkpoint", minimal + "\toption checkpoint_interval 1.5\n", f + `:4: option checkpoint_interval: "1.5" is not a number of seconds`},
 		{"bad log level", minimal + "\toption log_level verbose\n", f + `:4: option log_level: "verbose" is not one of debug, info, warn, error`},
+		{"bad dbus", minimal + "\toption dbus maybe\n", f + `:4: option dbus: "maybe" is not auto, 1 or 0`},
+		{"dbus list", minimal + "\tlist dbus 1\n", f + `:4: option dbus: takes one value: write "option dbus VALUE", not list`},
+		{"empty dbus address", minimal + "\toption dbus_address ''\n", f + `:4: option dbus_address: "" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
+		{"dbus path", minimal + "\toption dbus_address /run/dbus/system_bus_socket\n", f + `:4: option dbus_address: "/run/dbus/system_bus_socket" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
+		{"dbus no key", minimal + "\n\toption dbus_address 'unix:=x'\n", f + `:5: option dbus_address: "unix:=x" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
+		{"dbus no value", minimal + "\toption dbus_address 'unix:path'\n", f + `:4: option dbus_address: "unix:path" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
+		{"dbus space", minimal + "\toption dbus_address 'unix:path=/a b'\n", f + `:4: option dbus_address: "unix:path=/a b" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
+		{"dbus empty transport", minimal + "\toption dbus_address 'unix:path=/a;:x=1'\n", f + `:4: option dbus_address: "unix:path=/a;:x=1" is not a D-Bus address (for example unix:path=/run/dbus/system_bus_socket)`},
 		{"rule without action", minimal + "config rule 'r'\n\toption proto tcp\n", f + `:4: option action: required in every config rule section: allow or deny`},
 		{"bad action", minimal + "config rule\n\toption action permit\n", f + `:5: option action: "permit" is not allow or deny`},
 		{"bad proto", minimal + "config rule\n\toption action allow\n\toption proto icmp\n", f + `:6: option proto: "icmp" is not tcp, udp or any`},
@@ -236,7 +255,7 @@ func TestExampleFile(t *testing.T) {
 	}
 	for _, name := range []string{"enabled", "lan_interface", "wan_interface", "external_address", "backend", "db", "socket",
 		"min_lifetime", "max_lifetime", "max_per_host", "max_leases", "rate_limit", "rate_burst", "checkpoint_interval",
-		"log_level", "action", "int_addr", "client", "int_ports", "ext_ports", "proto", "third_party", "name"} {
+		"log_level", "dbus", "dbus_address", "action", "int_addr", "client", "int_ports", "ext_ports", "proto", "third_party", "name"} {
 		if !strings.Contains(string(raw), " "+name+" ") {
 			t.Errorf("example file does not mention option %s", name)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/dpf-router/dpf/src/clock"
 	"github.com/dpf-router/dpf/src/config"
 	"github.com/dpf-router/dpf/src/control"
+	"github.com/dpf-router/dpf/src/dbusapi"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/internal/ifaddr"
 	"github.com/dpf-router/dpf/src/lease"
@@ -43,6 +44,7 @@ type Daemon struct {
 	m     *lease.Manager
 	srv   *server.Server
 	ctl   *control.Listener
+	bus   *dbusapi.Service // nil when option dbus is off
 
 	extAddr atomic.Pointer[netip.Addr]
 
@@ -86,6 +88,11 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	d.store = st
 
 	d.lan = lanPrefixes(cfg.LANInterfaces)
+	d.bus = newBus(cfg, busBackend{d}, log)
+	var onChange func(lease.Event)
+	if d.bus != nil {
+		onChange = d.leaseChanged
+	}
 	d.m = lease.New(lease.Config{
 		MinLifetime:        cfg.MinLifetime,
 		MaxLifetime:        cfg.MaxLifetime,
@@ -97,6 +104,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		Logger:             log.With("component", "lease"),
 		Firewall:           fw,
 		Store:              st,
+		OnChange:           onChange,
 	})
 
 	stored, bad, err := st.Load()
@@ -189,6 +197,9 @@ func (d *Daemon) updateExternal() {
 	old := d.ExternalAddr()
 	if addr != old {
 		d.extAddr.Store(&addr)
+		if d.bus != nil {
+			d.bus.SetExternalAddress(addrString(addr))
+		}
 		if addr.IsValid() && old.IsValid() {
 			d.log.Info("external address changed", "addr", addr.String(), "previous", old.String())
 		} else if addr.IsValid() {
@@ -225,18 +236,33 @@ func lanPrefixes(ifnames []string) []netip.Prefix {
 // `dpfd cleanup` removes them.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
-	sockPath := d.cfg.Socket
+	sockPath, busMode := d.cfg.Socket, d.cfg.DBus
 	d.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d.bus != nil && busMode == config.DBusOn {
+		// option dbus '1': the D-Bus interface is required, so fail
+		// now rather than run without it. Later losses are retried.
+		if err := d.bus.Connect(ctx); err != nil {
+			d.closeResources()
+			return fmt.Errorf("D-Bus interface (option dbus '1'): %w", err)
+		}
+	}
 	ctl, err := control.Listen(sockPath)
 	if err != nil {
+		if d.bus != nil {
+			d.bus.Close() // before the store it may be using closes
+		}
 		d.closeResources()
 		return err
 	}
 	d.ctl = ctl
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	var serveErr error
+	if d.bus != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.bus.Run(ctx) }()
+	}
 	wg.Add(4)
 	go func() { defer wg.Done(); d.m.Run(ctx) }()
 	go func() {
@@ -296,7 +322,8 @@ func (d *Daemon) watch(ctx context.Context) {
 
 // Reload re-reads the configuration file and applies what can change
 // without a restart: rules, lifetimes, quotas, external address override.
-// Interfaces, backend, database and socket paths need a restart.
+// Interfaces, backend, database and socket paths and the D-Bus options
+// need a restart.
 func (d *Daemon) Reload() error {
 	if d.cfgPath == "" {
 		return errors.New("no configuration file to reload")
@@ -308,10 +335,11 @@ func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	old := d.cfg
 	if !slices.Equal(cfg.LANInterfaces, old.LANInterfaces) || cfg.WANInterface != old.WANInterface ||
-		cfg.Backend != old.Backend || cfg.DB != old.DB || cfg.Socket != old.Socket {
-		d.log.Warn("interfaces, backend, db or socket changed: restart dpfd to apply")
-		cfg.LANInterfaces, cfg.WANInterface, cfg.Backend, cfg.DB, cfg.Socket =
-			old.LANInterfaces, old.WANInterface, old.Backend, old.DB, old.Socket
+		cfg.Backend != old.Backend || cfg.DB != old.DB || cfg.Socket != old.Socket ||
+		cfg.DBus != old.DBus || cfg.DBusAddress != old.DBusAddress {
+		d.log.Warn("interfaces, backend, db, socket or dbus changed: restart dpfd to apply")
+		cfg.LANInterfaces, cfg.WANInterface, cfg.Backend, cfg.DB, cfg.Socket, cfg.DBus, cfg.DBusAddress =
+			old.LANInterfaces, old.WANInterface, old.Backend, old.DB, old.Socket, old.DBus, old.DBusAddress
 	}
 	d.cfg = cfg
 	d.m.SetPolicy(d.policy())

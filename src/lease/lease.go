@@ -126,5 +126,49 @@ type Request struct {
 	PreferFailure bool
 }
 
+// EventKind says what happened to a lease.
+type EventKind int
+
+// Kinds of [Event].
+const (
+	// Created: a new lease was granted.
+	Created EventKind = iota + 1
+	// Renewed: an existing lease was granted again (its expiry moved; its
+	// description or filters may have changed).
+	Renewed
+	// Removed: the lease is gone (released, deleted, expired, or no
+	// longer allowed by the policy); Event.Reason says which.
+	Removed
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Created:
+		return "created"
+	case Renewed:
+		return "renewed"
+	case Removed:
+		return "removed"
+	}
+	return "unknown"
+}
+
+// ReasonExpired is the Event.Reason of a lease removed because its lifetime
+// ran out.
+const ReasonExpired = "expired"
+
+// Event reports one change to the lease table (see Config.OnChange).
+type Event struct {
+	Kind EventKind
+	// Lease is the lease after the change; for Removed, as it was when it
+	// was removed.
+	Lease Lease
+	// Reason says why a lease was removed ("expired", "released by
+	// client", "deleted by administrator", ...); empty for other kinds.
+	Reason string
+	// Count is the number of leases in the table right after the change.
+	Count int
+}
+
 // ThirdParty reports whether the request is for another host than its sender.
 func (r *Request) ThirdParty() bool { return r.Client != r.InternalAddr }

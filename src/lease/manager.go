@@ -49,6 +49,16 @@ type Config struct {
 	Logger             *slog.Logger   // nil discards
 	Firewall           Firewall       // required
 	Store              Store          // required
+	// OnChange, if not nil, is called after every lease is created,
+	// renewed or removed (expired, released, deleted), once the change is
+	// in the store, the firewall and the table. It is called without any
+	// of the Manager's locks held, so it may call the Manager's methods,
+	// and in the order the changes were made; but it is called on the
+	// goroutine that made a change (a protocol request, an expiry),
+	// possibly for changes other goroutines made meanwhile, so it must
+	// return quickly and must not block: hand the event to a queue.
+	// Restore does not report the leases it loads.
+	OnChange func(Event)
 }
 
 // Defaults for Config's zero values.
@@ -100,6 +110,14 @@ type Manager struct {
 	// changed; Run then re-syncs the firewall until it succeeds. Guarded
 	// by opMu.
 	fwDirty bool
+
+	onChange func(Event) // cfg.OnChange; nil reports nothing
+	// evMu guards the events made under opMu and not yet handed to
+	// onChange, and whether a goroutine is handing them out (see
+	// deliver). It is taken with opMu held, never the other way round.
+	evMu       sync.Mutex
+	events     []Event
+	delivering bool
 }
 
 // Counters are totals since the Manager started.
@@ -144,6 +162,8 @@ func New(cfg Config) *Manager {
 		byKey:   make(map[Key]*entry),
 		byInt:   make(map[internalKey]*entry),
 		perHost: make(map[netip.Addr]int),
+
+		onChange: cfg.OnChange,
 	}
 	if m.clk == nil {
 		m.clk = clock.Real{}
@@ -204,7 +224,7 @@ func (m *Manager) Map(r Request) (Lease, error) {
 		return Lease{}, m.refuse(r, fmt.Errorf("%w: only IPv4 internal addresses can be mapped", ErrBadRequest))
 	}
 	m.opMu.Lock()
-	defer m.opMu.Unlock()
+	defer m.unlockOp()
 
 	ik := internalKey{r.InternalAddr, r.Proto, r.InternalPort}
 	e := m.byInt[ik]
@@ -304,6 +324,7 @@ func (m *Manager) createLocked(r Request) (Lease, error) {
 	m.mu.Lock()
 	m.counters.Created++
 	m.mu.Unlock()
+	m.noteLocked(Event{Kind: Created, Lease: e.Lease})
 	m.log.Info("mapping created", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
 		"via", string(e.Origin), "lifetime", life.String(), "desc", e.Description)
@@ -413,6 +434,7 @@ func (m *Manager) renewLocked(e *entry, r Request) (Lease, error) {
 	heap.Fix(&m.expiries, e.idx)
 	m.counters.Renewed++
 	m.mu.Unlock()
+	m.noteLocked(Event{Kind: Renewed, Lease: e.Lease})
 	m.log.Debug("mapping renewed", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
 		"lifetime", life.String())
@@ -434,12 +456,13 @@ func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 	}
 	m.mu.Lock()
 	m.deleteLocked(e)
-	if reason == "expired" {
+	if reason == ReasonExpired {
 		m.counters.Expired++
 	} else {
 		m.counters.Deleted++
 	}
 	m.mu.Unlock()
+	m.noteLocked(Event{Kind: Removed, Lease: e.Lease, Reason: reason})
 	m.log.Info("mapping deleted", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
 		"reason", reason)
@@ -450,7 +473,7 @@ func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 // NAT-PMP "delete all" request). It returns how many were removed.
 func (m *Manager) DeleteAll(client netip.Addr, proto firewall.Proto, origin Origin) (int, error) {
 	m.opMu.Lock()
-	defer m.opMu.Unlock()
+	defer m.unlockOp()
 	var victims []*entry
 	for _, e := range m.byKey {
 		if e.Client == client && e.Proto == proto && e.Origin == origin {
@@ -468,7 +491,7 @@ func (m *Manager) DeleteAll(client netip.Addr, proto firewall.Proto, origin Orig
 // Delete removes the lease with key k at an administrator's request.
 func (m *Manager) Delete(k Key, reason string) (Lease, error) {
 	m.opMu.Lock()
-	defer m.opMu.Unlock()
+	defer m.unlockOp()
 	e := m.byKey[k]
 	if e == nil {
 		return Lease{}, fmt.Errorf("%w: %s/%d", ErrNotFound, k.Proto, k.ExternalPort)
@@ -582,6 +605,56 @@ func (m *Manager) deleteLocked(e *entry) {
 	}
 }
 
+// noteLocked queues ev for onChange, with the table's size now. Callers
+// hold opMu; unlockOp hands the queue out.
+func (m *Manager) noteLocked(ev Event) {
+	if m.onChange == nil {
+		return
+	}
+	ev.Count = len(m.byKey)
+	m.evMu.Lock()
+	m.events = append(m.events, ev)
+	m.evMu.Unlock()
+}
+
+// unlockOp releases opMu, then hands the events made under it to onChange.
+func (m *Manager) unlockOp() {
+	m.opMu.Unlock()
+	m.deliver()
+}
+
+// deliver calls onChange for every queued event, in order, with no lock
+// held. One goroutine delivers at a time; one that finds another
+// delivering leaves its events to it, so events made in one order are
+// reported in that order even when the goroutines that made them race to
+// report them (and onChange may itself change leases). onChange must not
+// panic.
+func (m *Manager) deliver() {
+	if m.onChange == nil {
+		return
+	}
+	m.evMu.Lock()
+	if m.delivering {
+		m.evMu.Unlock()
+		return
+	}
+	m.delivering = true
+	for {
+		evs := m.events
+		m.events = nil
+		if len(evs) == 0 {
+			m.delivering = false
+			m.evMu.Unlock()
+			return
+		}
+		m.evMu.Unlock()
+		for _, ev := range evs {
+			m.onChange(ev)
+		}
+		m.evMu.Lock()
+	}
+}
+
 func (m *Manager) kick() {
 	select {
 	case m.wake <- struct{}{}:
@@ -595,7 +668,7 @@ func (m *Manager) kick() {
 // moving a fake clock.
 func (m *Manager) ExpireDue() (int, error) {
 	m.opMu.Lock()
-	defer m.opMu.Unlock()
+	defer m.unlockOp()
 	now := m.clk.Now()
 	var due []*entry
 	for _, e := range m.expiries {
@@ -606,7 +679,7 @@ func (m *Manager) ExpireDue() (int, error) {
 	n := 0
 	var errs []error
 	for _, e := range due {
-		if _, err := m.removeLocked(e, "expired"); err != nil {
+		if _, err := m.removeLocked(e, ReasonExpired); err != nil {
 			m.log.Error("expiring lease", "key", keyString(e.Key()), "err", err)
 			errs = append(errs, err)
 			continue
