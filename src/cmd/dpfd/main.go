@@ -9,6 +9,7 @@
 //	dpfd reconcile [-c FILE]      re-install every pinhole
 //	dpfd check [-c FILE]          validate the configuration file
 //	dpfd cleanup [-c FILE]        remove every rule dpfd added
+//	dpfd rpcd [-c FILE] list | call METHOD   the rpcd plugin (rpcd.go)
 //	dpfd version
 //
 // Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 the
@@ -63,6 +64,7 @@ commands:
   reconcile [-c FILE]                 re-install every pinhole
   check [-c FILE]                     validate the configuration file
   cleanup [-c FILE]                   remove every firewall rule dpfd added
+  rpcd [-c FILE] list|call METHOD     the rpcd plugin behind ubus object "dpf"
   version                             print the version
 
 -c FILE defaults to ` + defaultConfig + `; the other commands use it to find
@@ -75,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "rpcd" { // own flags; must answer "list" without a configuration
+		return runRPCD(args, os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("dpfd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfig, "configuration file (UCI format)")
