@@ -1,0 +1,216 @@
+'use strict';
+'require view';
+'require form';
+'require uci';
+
+/*
+ * Settings of dpfd: the "config dpf 'main'" section and the "config rule"
+ * sections of /etc/config/dpf. dpfd rejects options it does not know, so
+ * this form writes only the options of README.md's tables, and a rule is
+ * always written with its action (required).
+ */
+
+/* validatePorts accepts what dpfd's int_ports and ext_ports accept: a
+ * port, a range like 1024-65535, or "any". */
+function validatePorts(section_id, value) {
+	if (value == null || value === '' || value === 'any')
+		return true;
+
+	var m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(value);
+	if (m) {
+		var lo = +m[1], hi = (m[2] != null) ? +m[2] : lo;
+		if (lo >= 1 && lo <= hi && hi <= 65535)
+			return true;
+	}
+
+	return _('Expecting a port (1-65535), a range like 1024-65535, or "any"');
+}
+
+/* validatePath accepts an absolute file name, as dpfd does. */
+function validatePath(section_id, value) {
+	if (value == null || value === '' || /^\/[^\n\r]*$/.test(value))
+		return true;
+
+	return _('Expecting an absolute path, starting with /');
+}
+
+return view.extend({
+	load: function() {
+		return uci.load('dpf');
+	},
+
+	render: function() {
+		var m, s, o;
+
+		m = new form.Map('dpf', _('DPF port forwarding'),
+			_('dpfd opens pinholes in the firewall for hosts on the LAN that ask for them with PCP or NAT-PMP, and closes them when they are released or lapse. Changes to rules, lifetimes, quotas and the external address apply on reload; interfaces, the backend, the database and the socket need a restart.'));
+
+		s = m.section(form.NamedSection, 'main', 'dpf', _('Service'));
+		s.addremove = false;
+		s.tab('general', _('General Settings'));
+		s.tab('limits', _('Lifetimes and limits'));
+		s.tab('advanced', _('Advanced Settings'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
+			_('When off, dpfd removes its pinholes and answers no requests.'));
+		o.default = o.enabled;
+		o.rmempty = false;
+
+		o = s.taboption('general', form.DynamicList, 'lan_interface', _('LAN interfaces'),
+			_('Devices (like br-lan) or network interfaces to answer PCP and NAT-PMP on. Their subnets are what "lan" means in the rules.'));
+		o.datatype = 'netdevname';
+		o.rmempty = false;
+		o.placeholder = 'br-lan';
+
+		o = s.taboption('general', form.Value, 'wan_interface', _('WAN interface'),
+			_('The interface facing the internet, where the forwarded connections arrive.'));
+		o.datatype = 'netdevname';
+		o.rmempty = false;
+		o.placeholder = 'wan';
+
+		o = s.taboption('general', form.Value, 'external_address', _('External address'),
+			_('Address reported to clients. Leave empty to use the first IPv4 address of the WAN interface; set it when the router is itself behind another NAT.'));
+		o.datatype = 'ip4addr("nomask")';
+		o.placeholder = _('address of the WAN interface');
+
+		o = s.taboption('general', form.ListValue, 'backend', _('Firewall backend'),
+			_('Takes effect after a restart.'));
+		o.value('auto', _('automatic (nftables when available)'));
+		o.value('nftables', 'nftables');
+		o.value('iptables', 'iptables');
+		o.default = 'auto';
+
+		o = s.taboption('limits', form.Value, 'min_lifetime', _('Shortest lifetime'),
+			_('Seconds; shorter requested lifetimes are raised to this.'));
+		o.datatype = 'range(1, 4294967295)';
+		o.placeholder = '120';
+
+		o = s.taboption('limits', form.Value, 'max_lifetime', _('Longest lifetime'),
+			_('Seconds; longer requested lifetimes are lowered to this.'));
+		o.datatype = 'range(1, 4294967295)';
+		o.placeholder = '86400';
+		o.validate = function(section_id, value) {
+			var min = this.section.formvalue(section_id, 'min_lifetime') || '120',
+			    max = value || '86400';
+
+			if (+max < +min)
+				return _('The longest lifetime must not be shorter than the shortest one');
+
+			return true;
+		};
+
+		o = s.taboption('limits', form.Value, 'max_per_host', _('Pinholes per host'),
+			_('The most pinholes one host on the LAN may hold.'));
+		o.datatype = 'min(1)';
+		o.placeholder = '64';
+
+		o = s.taboption('limits', form.Value, 'max_leases', _('Pinholes in total'),
+			_('The most pinholes of all hosts together.'));
+		o.datatype = 'min(1)';
+		o.placeholder = '4096';
+
+		o = s.taboption('limits', form.Value, 'rate_limit', _('Request rate'),
+			_('Requests per second one host may send; more are dropped.'));
+		o.datatype = 'ufloat';
+		o.placeholder = '20';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '' || +value > 0)
+				return true;
+
+			return _('Expecting a number above 0');
+		};
+
+		o = s.taboption('limits', form.Value, 'rate_burst', _('Request burst'),
+			_('Requests a host may send at once above the rate.'));
+		o.datatype = 'min(1)';
+		o.placeholder = '40';
+
+		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'),
+			_('"debug" also logs every renewal.'));
+		o.value('debug', _('Debug'));
+		o.value('info', _('Info'));
+		o.value('warn', _('Warning'));
+		o.value('error', _('Error'));
+		o.default = 'info';
+
+		o = s.taboption('advanced', form.ListValue, 'dbus', _('D-Bus interface'),
+			_('Offers the status, the pinholes and their changes on the system bus (name org.dpf.Router). Automatic: when there is a bus, retrying quietly when there is none.'));
+		o.value('auto', _('automatic'));
+		o.value('1', _('required'));
+		o.value('0', _('off'));
+		o.default = 'auto';
+
+		o = s.taboption('advanced', form.Value, 'dbus_address', _('D-Bus address'),
+			_('The bus to use. Empty: the system bus.'));
+		o.placeholder = 'unix:path=/var/run/dbus/system_bus_socket';
+		o.depends({ dbus: '0', '!reverse': true });
+		o.validate = function(section_id, value) {
+			if (value == null || value === '' || /^([a-z0-9-]+:[^;\s]*;?)+$/i.test(value))
+				return true;
+
+			return _('Expecting a D-Bus address like unix:path=/var/run/dbus/system_bus_socket');
+		};
+
+		o = s.taboption('advanced', form.Value, 'checkpoint_interval', _('Checkpoint interval'),
+			_('Seconds the stored expiry of a renewed pinhole may lag behind, to spare the flash; 0 writes every renewal.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '300';
+
+		o = s.taboption('advanced', form.Value, 'db', _('Lease database'),
+			_('Kept across restarts. Takes effect after a restart.'));
+		o.placeholder = '/etc/dpf/leases.db';
+		o.validate = validatePath;
+
+		o = s.taboption('advanced', form.Value, 'socket', _('Control socket'),
+			_('Used by the dpfd command line and by this page. Takes effect after a restart.'));
+		o.placeholder = '/var/run/dpfd.sock';
+		o.validate = validatePath;
+
+		s = m.section(form.GridSection, 'rule', _('Rules'),
+			_('Which requests are granted. The rules are checked from the top, the first that matches decides, and a request that matches none is refused. Without any rule, hosts on the LAN may map their own ports 1024-65535 to external ports 1024-65535.'));
+		s.anonymous = true;
+		s.addremove = true;
+		s.sortable = true;
+		s.nodescriptions = true;
+
+		o = s.option(form.Value, 'name', _('Name'), _('Shown in the log.'));
+		o.placeholder = _('(section name)');
+
+		o = s.option(form.ListValue, 'action', _('Action'));
+		o.value('allow', _('Allow'));
+		o.value('deny', _('Deny'));
+		o.default = 'allow';
+		o.rmempty = false;
+
+		o = s.option(form.DynamicList, 'int_addr', _('Internal addresses'),
+			_('Addresses or prefixes the pinhole may lead to; "lan" means the subnets of the LAN interfaces. Empty: any.'));
+		o.datatype = 'or(ipaddr, "lan")';
+		o.placeholder = 'lan';
+
+		o = s.option(form.DynamicList, 'client', _('Requesting hosts'),
+			_('Addresses or prefixes of the hosts the rule applies to. Empty: any.'));
+		o.datatype = 'ipaddr';
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'int_ports', _('Internal ports'));
+		o.placeholder = 'any';
+		o.validate = validatePorts;
+
+		o = s.option(form.Value, 'ext_ports', _('External ports'),
+			_('A requested port outside these, or taken, gets another allowed port.'));
+		o.placeholder = 'any';
+		o.validate = validatePorts;
+
+		o = s.option(form.ListValue, 'proto', _('Protocol'));
+		o.value('any', _('TCP and UDP'));
+		o.value('tcp', 'TCP');
+		o.value('udp', 'UDP');
+		o.default = 'any';
+
+		o = s.option(form.Flag, 'third_party', _('Third party'),
+			_('Lets the hosts ask for pinholes to other addresses (PCP THIRD_PARTY).'));
+		o.default = o.disabled;
+
+		return m.render();
+	}
+});

@@ -1,0 +1,601 @@
+package systest
+
+// The LuCI app (luci/): its status view runs in headless Chromium against
+// dpfd in the lab, through the real rpcd plugin ("dpfd rpcd call"), and
+// what it deletes is gone from the router's firewall. The settings form is
+// checked against the configuration parser.
+//
+// Chromium and the page run in the host's namespace and talk only to an
+// HTTP server of this test on 127.0.0.1, which stands in for uhttpd and
+// rpcd: it serves the app's files and luci/test/harness/ (the LuCI runtime
+// stand-in), and answers ubus JSON-RPC calls the way rpcd does for an exec
+// plugin: it checks them against the app's ACL file, runs "dpfd rpcd call
+// METHOD" in the router's namespace with the arguments on stdin, and
+// returns its JSON object. luci/test/run.mjs drives the browser.
+//
+// Needs: node, /usr/bin/chromium, and luci/test/node_modules (npm ci in
+// luci/test); make test installs them.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpf-router/dpf/src/config"
+	"github.com/dpf-router/dpf/src/internal/lab"
+	"github.com/dpf-router/dpf/src/internal/testenv"
+)
+
+const (
+	// chromiumPath is Debian's chromium package.
+	chromiumPath = "/usr/bin/chromium"
+	// browserRunTimeout bounds one run of run.mjs (start Chromium, load
+	// the page, watch the countdown, delete); run.mjs gives up by itself
+	// after 120 s.
+	browserRunTimeout = 150 * time.Second
+	// rpcdCallTimeout bounds one "dpfd rpcd call", as rpcd's exec timeout
+	// does on the router.
+	rpcdCallTimeout = 20 * time.Second
+	// artifactsEnv names the directory for screenshots; relative paths are
+	// relative to the repository root, default test-artifacts.
+	artifactsEnv = "DPF_ARTIFACTS"
+)
+
+// TestLuCIStatusPage: the status page lists the leases two natpmpc requests
+// made, with client, ports and protocol, and the router's external address
+// and backend; its Delete button closes one pinhole at once (gone from
+// dpfd's list and unreachable from the internet) while the other keeps
+// working; with dpfd stopped the page says so.
+func TestLuCIStatusPage(t *testing.T) {
+	needTools(t)
+	b := needBrowser(t)
+	r := newRouter(t, "nftables", 1)
+	r.start()
+	r.echoServers(0, 8080)
+	r.echoServers(0, 9053)
+	tcpPort, _, err := r.natpmpc(0, "-a", "8080", "8080", "tcp", "3600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpPort, _, err := r.natpmpc(0, "-a", "9053", "9053", "udp", "3600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mustReach("tcp", tcpPort)
+	r.mustReach("udp", udpPort)
+
+	h := startLuCIHarness(t, r)
+	shots := artifactsDir(t)
+	tcpKey, udpKey := fmt.Sprintf("tcp/%d", tcpPort), fmt.Sprintf("udp/%d", udpPort)
+	res := b.run(t, "--url", h.url("dpf/status"), "--expect-leases", "2", "--delete", tcpKey,
+		"--shot", filepath.Join(shots, "luci-status.png"),
+		"--shot-after", filepath.Join(shots, "luci-status-after-delete.png"))
+
+	// What the page showed before the delete.
+	st := res.Before.Status
+	if st["external_address"] != lab.RouterWAN.String() || st["backend"] != "nftables" {
+		t.Errorf("status area shows external address %q, backend %q; want %s, nftables", st["external_address"], st["backend"], lab.RouterWAN)
+	}
+	if !strings.HasPrefix(st["leases"], "2 of ") {
+		t.Errorf("status area shows %q pinholes, want 2 of the maximum", st["leases"])
+	}
+	if res.Before.Counters["created"] != "2" {
+		t.Errorf("counters: %v, want created 2", res.Before.Counters)
+	}
+	host := lab.LANHost(0).String()
+	want := map[string]pageRow{
+		tcpKey: {Internal: host + ":8080", ExtPort: strconv.Itoa(int(tcpPort)), Proto: "TCP"},
+		udpKey: {Internal: host + ":9053", ExtPort: strconv.Itoa(int(udpPort)), Proto: "UDP"},
+	}
+	if len(res.Before.Rows) != 2 {
+		t.Fatalf("page shows %d lease rows, want 2: %+v", len(res.Before.Rows), res.Before.Rows)
+	}
+	for _, row := range res.Before.Rows {
+		w, ok := want[row.Key]
+		if !ok || row.Internal != w.Internal || row.ExtPort != w.ExtPort || row.Proto != w.Proto ||
+			!strings.Contains(row.Client, host) || !strings.Contains(row.Description, "NAT-PMP") {
+			t.Errorf("lease row %+v, want %+v from client %s by NAT-PMP", row, w, host)
+		}
+	}
+	if len(res.Countdown) != 2 || countdownSeconds(t, res.Countdown[1]) >= countdownSeconds(t, res.Countdown[0]) {
+		t.Errorf("time left does not count down: %q", res.Countdown)
+	}
+	if !slices.Equal(res.Before.Tabs, []string{"Status", "Settings"}) {
+		t.Errorf("menu tabs %q, want Status, Settings", res.Before.Tabs)
+	}
+
+	// After the click: the page, the calls it made, and the router.
+	if len(res.After.Rows) != 1 || res.After.Rows[0].Key != udpKey {
+		t.Errorf("after deleting %s the page shows %+v, want only %s", tcpKey, res.After.Rows, udpKey)
+	}
+	if !strings.HasPrefix(res.After.Status["leases"], "1 of ") {
+		t.Errorf("after the delete the status area shows %q pinholes, want 1", res.After.Status["leases"])
+	}
+	if d := h.callsOf("delete"); len(d) != 1 || !deletes(d[0], "tcp", tcpPort) {
+		t.Errorf("dpf delete calls: %q, want one for %s", d, tcpKey)
+	}
+	t.Logf("row gone %d ms after the click", res.DeleteMillis)
+	ls := r.leases()
+	if len(ls) != 1 || ls[0].Proto != "udp" || ls[0].ExternalPort != udpPort {
+		t.Fatalf("dpfd's leases after the delete: %+v, want only udp/%d", ls, udpPort)
+	}
+	r.mustNotReach("tcp", tcpPort)
+	r.mustReach("udp", udpPort)
+
+	// dpfd stopped: the page says so instead of showing stale data.
+	r.kill(syscall.SIGTERM)
+	res = b.run(t, "--url", h.url("dpf/status"), "--expect-error",
+		"--shot", filepath.Join(shots, "luci-status-stopped.png"))
+	if !strings.Contains(res.Before.Error, "dpfd is not running") || len(res.Before.Rows) != 0 {
+		t.Errorf("with dpfd stopped the page shows error %q and rows %+v; want \"dpfd is not running\" and none", res.Before.Error, res.Before.Rows)
+	}
+}
+
+// TestLuCISettingsOptions: every option the settings form writes is one
+// dpfd's configuration parser knows (it refuses unknown options), and every
+// option of the shipped configuration file can be edited in the form.
+func TestLuCISettingsOptions(t *testing.T) {
+	root := repoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "luci/htdocs/luci-static/resources/view/dpf/settings.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rule grid starts at its section declaration; options before it
+	// belong to the main section.
+	js := string(src)
+	split := strings.Index(js, "form.GridSection, 'rule'")
+	if split < 0 {
+		t.Fatal("settings.js has no GridSection for rule sections")
+	}
+	optRE := regexp.MustCompile(`\.(?:tab)?option\((?:'\w+',\s*)?form\.\w+,\s*'(\w+)'`)
+	names := func(s string) []string {
+		var out []string
+		for _, m := range optRE.FindAllStringSubmatch(s, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	formMain, formRule := names(js[:split]), names(js[split:])
+	if len(formMain) < 10 || len(formRule) < 5 {
+		t.Fatalf("found only %v and %v in settings.js", formMain, formRule)
+	}
+
+	// Known to the parser: it does not call the option unknown.
+	for _, n := range formMain {
+		if msg := configError(t, fmt.Sprintf("\toption %s 'x'\n", n), ""); strings.Contains(msg, "unknown option") {
+			t.Errorf("settings.js writes option %s of config dpf, which dpfd rejects: %s", n, msg)
+		}
+	}
+	for _, n := range formRule {
+		if msg := configError(t, "", fmt.Sprintf("config rule\n\toption action 'allow'\n\toption %s 'x'\n", n)); strings.Contains(msg, "unknown option") {
+			t.Errorf("settings.js writes option %s of config rule, which dpfd rejects: %s", n, msg)
+		}
+	}
+
+	// Editable: every option of the shipped file.
+	fh, err := os.Open(filepath.Join(root, "files/etc/config/dpf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	f, err := config.Parse(fh, "files/etc/config/dpf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.Sections {
+		form := formMain
+		if s.Type == config.SectionRule {
+			form = formRule
+		}
+		for _, o := range s.Options {
+			if !slices.Contains(form, o.Name) {
+				t.Errorf("option %s of config %s (files/etc/config/dpf) cannot be edited in settings.js", o.Name, s.Type)
+			}
+		}
+	}
+}
+
+// deletes reports whether the arguments of a dpf delete call select the
+// lease proto/port.
+func deletes(args, proto string, port uint16) bool {
+	var a struct {
+		Proto   string `json:"proto"`
+		ExtPort uint16 `json:"ext_port"`
+		Client  string `json:"client"`
+	}
+	return json.Unmarshal([]byte(args), &a) == nil && a.Proto == proto && a.ExtPort == port && a.Client == ""
+}
+
+// configError parses a minimal valid configuration with extraMain added to
+// its main section and rules appended, and returns the error's text ("" if
+// none).
+func configError(t *testing.T, extraMain, rules string) string {
+	t.Helper()
+	text := "config dpf 'main'\n\tlist lan_interface 'br-lan'\n\toption wan_interface 'wan'\n" + extraMain + rules
+	f, err := config.Parse(strings.NewReader(text), "test")
+	if err != nil {
+		return err.Error()
+	}
+	if _, err := config.FromFile(f); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// TestLuCITranslationTemplate: luci/po/templates/dpf.pot holds exactly the
+// strings the app translates, and each view compiles as LuCI compiles it.
+func TestLuCITranslationTemplate(t *testing.T) {
+	node := needNode(t)
+	root := repoRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, filepath.Join(root, "luci/test/pot.mjs"), "--check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("luci/test/pot.mjs --check: %v\n%s", err, out)
+	}
+}
+
+// repoRoot is the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// artifactsDir returns (and makes) the directory for screenshots.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(artifactsEnv)
+	if dir == "" {
+		dir = "test-artifacts"
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(repoRoot(t), dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// needNode returns node's path. Without node the test fails where
+// DPF_REQUIRE_ROOT_TESTS=1 (make test, CI) and is skipped elsewhere.
+func needNode(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err == nil {
+		return node
+	}
+	if os.Getenv(testenv.RequireRootEnv) == "1" {
+		t.Fatalf("node is not installed (make test installs it): %v", err)
+	}
+	t.Skipf("skipping: node is not installed (make test installs it): %v", err)
+	return ""
+}
+
+// browser runs luci/test/run.mjs.
+type browser struct {
+	node, script string
+}
+
+// needBrowser checks for node, Chromium and playwright-core.
+func needBrowser(t *testing.T) *browser {
+	t.Helper()
+	node := needNode(t)
+	root := repoRoot(t)
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Chromium is not installed (Debian package chromium; make test installs it): %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "luci/test/node_modules/playwright-core/package.json")); err != nil {
+		t.Fatalf("playwright-core is not installed: run npm ci in luci/test (make test does): %v", err)
+	}
+	return &browser{node: node, script: filepath.Join(root, "luci/test/run.mjs")}
+}
+
+// pageRow is one lease row as run.mjs reports it.
+type pageRow struct {
+	Key         string `json:"key"`
+	Client      string `json:"client"`
+	Internal    string `json:"internal"`
+	ExtPort     string `json:"ext_port"`
+	Proto       string `json:"proto"`
+	Description string `json:"description"`
+	TimeLeft    string `json:"time_left"`
+}
+
+// pageState is what the status view showed at one moment.
+type pageState struct {
+	Title         string            `json:"title"`
+	Tabs          []string          `json:"tabs"`
+	Status        map[string]string `json:"status"`
+	Counters      map[string]string `json:"counters"`
+	Rows          []pageRow         `json:"rows"`
+	Error         string            `json:"error"`
+	Notifications []string          `json:"notifications"`
+}
+
+// browserResult is run.mjs's output.
+type browserResult struct {
+	OK           bool       `json:"ok"`
+	Failure      string     `json:"failure"`
+	Errors       []string   `json:"errors"`
+	Blocked      []string   `json:"blocked"`
+	Before       pageState  `json:"before"`
+	After        pageState  `json:"after"`
+	AtFailure    *pageState `json:"atFailure"`
+	Countdown    []string   `json:"countdown"`
+	DeleteMillis int64      `json:"deleteMillis"`
+}
+
+// run runs run.mjs with args and returns its result; it fails t when the
+// run failed, the page threw or logged errors, asked for anything but
+// 127.0.0.1, or showed a notification.
+func (b *browser) run(t *testing.T, args ...string) *browserResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), browserRunTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.node, append([]string{b.script}, args...)...)
+	// node and the Chromium it starts share a process group, so a
+	// timeout ends them all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var res browserResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("run.mjs: %v (output not JSON: %v)\nstdout:\n%s\nstderr:\n%s", runErr, err, stdout.String(), stderr.String())
+	}
+	if runErr != nil || !res.OK {
+		t.Fatalf("run.mjs failed: %v: %s\npage at failure: %+v\npage errors: %q\nstderr:\n%s", runErr, res.Failure, res.AtFailure, res.Errors, stderr.String())
+	}
+	if len(res.Errors) > 0 || len(res.Blocked) > 0 {
+		t.Errorf("page errors %q; requests to other hosts %q", res.Errors, res.Blocked)
+	}
+	if n := append(res.Before.Notifications, res.After.Notifications...); len(n) > 0 {
+		t.Errorf("page shows notifications: %q", n)
+	}
+	return &res
+}
+
+var countdownRE = regexp.MustCompile(`^(?:(\d+)d )?(\d+)h (\d+)m (\d+)s$`)
+
+// countdownSeconds reads a "time left" cell ("0h 59m 58s", LuCI's %t).
+func countdownSeconds(t *testing.T, s string) int {
+	t.Helper()
+	m := countdownRE.FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("time left %q is not like 0h 59m 58s", s)
+	}
+	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
+	return ((n(m[1])*24+n(m[2]))*60+n(m[3]))*60 + n(m[4])
+}
+
+// luciHarness is the test's web server: uhttpd and rpcd for the page.
+type luciHarness struct {
+	t    *testing.T
+	r    *router
+	base string
+	root string
+	// acl lists the ubus methods the app's ACL grants, by object (read
+	// and write together, as for an administrator).
+	acl map[string][]string
+	// signature is "dpfd rpcd list": the methods of object dpf.
+	signature map[string]map[string]any
+
+	mu    sync.Mutex
+	calls []string // "method args" of each dpf call
+}
+
+// startLuCIHarness serves the app on 127.0.0.1 until the test ends.
+func startLuCIHarness(t *testing.T, r *router) *luciHarness {
+	t.Helper()
+	root := repoRoot(t)
+	h := &luciHarness{t: t, r: r, root: root, acl: map[string][]string{}}
+
+	var acl map[string]struct {
+		Read, Write struct {
+			Ubus map[string][]string `json:"ubus"`
+		}
+	}
+	aclJSON, err := os.ReadFile(filepath.Join(root, "luci/root/usr/share/rpcd/acl.d/luci-app-dpf.json"))
+	if err == nil {
+		err = json.Unmarshal(aclJSON, &acl)
+	}
+	if err != nil {
+		t.Fatalf("ACL file: %v", err)
+	}
+	for _, grant := range acl {
+		for obj, methods := range grant.Read.Ubus {
+			h.acl[obj] = append(h.acl[obj], methods...)
+		}
+		for obj, methods := range grant.Write.Ubus {
+			h.acl[obj] = append(h.acl[obj], methods...)
+		}
+	}
+
+	// rpcd asks a plugin for its methods once, when it starts.
+	out, err := r.lab.Output(rpcdCallTimeout, r.lab.Router, dpfdBin, "rpcd", "list", "-c", r.cfgPath)
+	if err != nil {
+		t.Fatalf("dpfd rpcd list: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out), &h.signature); err != nil {
+		t.Fatalf("dpfd rpcd list printed %q: %v", out, err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /luci-static/resources/", http.StripPrefix("/luci-static/resources/",
+		http.FileServer(http.Dir(filepath.Join(root, "luci/htdocs/luci-static/resources")))))
+	mux.Handle("GET /harness/", http.StripPrefix("/harness/",
+		http.FileServer(http.Dir(filepath.Join(root, "luci/test/harness")))))
+	mux.Handle("GET /menu.d/", http.StripPrefix("/menu.d/",
+		http.FileServer(http.Dir(filepath.Join(root, "luci/root/usr/share/luci/menu.d")))))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
+		http.ServeFile(w, req, filepath.Join(root, "luci/test/harness/index.html"))
+	})
+	mux.HandleFunc("POST /ubus/", h.ubus)
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	h.base = "http://" + ln.Addr().String()
+	return h
+}
+
+func (h *luciHarness) url(view string) string {
+	return h.base + "/?view=" + view
+}
+
+// callsOf returns the arguments of the dpf calls of one method, in order.
+func (h *luciHarness) callsOf(method string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, c := range h.calls {
+		if m, args, _ := strings.Cut(c, " "); m == method {
+			out = append(out, args)
+		}
+	}
+	return out
+}
+
+// JSON-RPC error codes of uhttpd's ubus handler.
+const (
+	jsonrpcParseError     = -32700
+	jsonrpcInvalidRequest = -32600
+	jsonrpcMethodNotFound = -32601
+	jsonrpcObjectNotFound = -32000
+	jsonrpcAccessDenied   = -32002
+)
+
+// ubus status codes (libubus).
+const (
+	ubusOK              = 0
+	ubusInvalidArgument = 2
+	ubusMethodNotFound  = 3
+	ubusNoData          = 5
+)
+
+// ubus answers one JSON-RPC request as uhttpd and rpcd would.
+func (h *luciHarness) ubus(w http.ResponseWriter, req *http.Request) {
+	var msg struct {
+		ID     json.RawMessage   `json:"id"`
+		Method string            `json:"method"`
+		Params []json.RawMessage `json:"params"`
+	}
+	reply := func(body map[string]any) {
+		body["jsonrpc"] = "2.0"
+		body["id"] = msg.ID
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(body)
+	}
+	fail := func(code int, text string) {
+		reply(map[string]any{"error": map[string]any{"code": code, "message": text}})
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 64<<10)).Decode(&msg); err != nil {
+		fail(jsonrpcParseError, "Parse error")
+		return
+	}
+	if msg.Method != "call" {
+		fail(jsonrpcMethodNotFound, "Method not found")
+		return
+	}
+	var object, method string
+	if len(msg.Params) != 4 || json.Unmarshal(msg.Params[1], &object) != nil || json.Unmarshal(msg.Params[2], &method) != nil {
+		fail(jsonrpcInvalidRequest, "Invalid request")
+		return
+	}
+	args := msg.Params[3]
+	if !slices.Contains(h.acl[object], method) {
+		fail(jsonrpcAccessDenied, "Access denied")
+		return
+	}
+	switch object {
+	case "dpf":
+		status, data := h.callDPF(method, args)
+		if data == nil {
+			reply(map[string]any{"result": []any{status}})
+		} else {
+			reply(map[string]any{"result": []any{status, data}})
+		}
+	case "luci-rpc":
+		// LuCI's own object, not DPF's: a fixed DHCP lease names the
+		// LAN host, as on a router whose DHCP server gave it out.
+		if method != "getDHCPLeases" {
+			reply(map[string]any{"result": []any{ubusMethodNotFound}})
+			return
+		}
+		reply(map[string]any{"result": []any{ubusOK, map[string]any{"dhcp_leases": []map[string]any{
+			{"hostname": "media-server", "ipaddr": lab.LANHost(0).String(), "macaddr": "02:00:00:00:00:02", "expires": 43200},
+		}}}})
+	default:
+		fail(jsonrpcObjectNotFound, "Object not found")
+	}
+}
+
+// callDPF runs "dpfd rpcd call METHOD" in the router namespace with args on
+// stdin and turns its output into a ubus status and reply as rpcd's exec
+// plugin support does: one JSON object is the reply, no output is
+// NO_DATA, anything else INVALID_ARGUMENT.
+func (h *luciHarness) callDPF(method string, args json.RawMessage) (int, json.RawMessage) {
+	h.mu.Lock()
+	h.calls = append(h.calls, method+" "+string(args))
+	h.mu.Unlock()
+	if _, ok := h.signature[method]; !ok {
+		return ubusMethodNotFound, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcdCallTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", h.r.lab.Router, dpfdBin, "rpcd", "call", method, "-c", h.r.cfgPath)
+	cmd.Stdin = bytes.NewReader(args)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Logf("dpfd rpcd call %s: %v\n%s", method, err, stderr.String())
+	}
+	out = bytes.TrimSpace(out)
+	if len(out) == 0 {
+		return ubusNoData, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(out, &obj); err != nil {
+		h.t.Logf("dpfd rpcd call %s printed something other than a JSON object: %q", method, out)
+		return ubusInvalidArgument, nil
+	}
+	return ubusOK, out
+}
