@@ -4,6 +4,9 @@
 #   make test    install what the tests need, then run every test (root for the system tests)
 #   make build   host binaries in bin/
 #   make fuzz    run each parser's fuzz target for FUZZTIME
+#   make openwrt static dpfd and dpf for OpenWrt's architectures in bin/openwrt/<arch>/
+#   make ipk     opkg packages (OpenWrt 22.03-24.10) in bin/ipk/, without the SDK
+#   make qemu-test  the unit tests on big-endian MIPS and 32-bit ARM under qemu-user
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -18,9 +21,38 @@ ARTIFACTS ?= test-artifacts
 # PCP/NAT-PMP client for the daemon; for the client side, miniupnpd as a
 # second gateway, coturn as an RFC 5780 STUN server, gcc for the LD_PRELOAD
 # shim, and socat and python3 as legacy servers for `dpf run`.
-DEB_PACKAGES := nftables iptables natpmpc iproute2 miniupnpd-nftables coturn gcc libc6-dev socat python3
+# qemu-user-static runs the unit tests built for MIPS and ARM (qemu-test);
+# dbus-daemon and dbus-bin (dbus-send, dbus-monitor) test the D-Bus service;
+# chromium renders the LuCI page (driven by playwright-core from npm, see
+# luci/test; Node.js and npm come from Debian when the machine has none).
+DEB_PACKAGES := nftables iptables natpmpc iproute2 miniupnpd-nftables coturn gcc libc6-dev socat python3 \
+	qemu-user-static dbus-daemon dbus-bin chromium
 
-.PHONY: all build demo test deps unit fuzz clean
+# OpenWrt: the architectures (mips_24kc, mipsel_24kc, arm_cortex-a7,
+# aarch64_cortex-a53, x86_64) and their GOARCH settings are listed once, in
+# openwrt/ipkbuild/targets.go. Packages carry SOURCE_DATE_EPOCH (the last
+# commit's time unless set) as every file's mtime, so the same tree gives
+# the same bytes.
+OPENWRT_BIN ?= bin/openwrt
+IPK_DIR   ?= bin/ipk
+IPK_MAINTAINER ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+GIT_COMMITS := $(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+IPKBUILD  := $(GO) run ./openwrt/ipkbuild
+
+# qemu-test: the pure packages, built for big-endian 32-bit MIPS (the most
+# common router CPU) and 32-bit ARM with the settings of the packages, run
+# under qemu-user. Two tests cannot run there: TestCrashKeepsAcknowledgedLeases
+# re-executes its own test binary, which without binfmt_misc the kernel
+# cannot start, and TestDumpLoopback needs NETLINK_SOCK_DIAG, which
+# qemu-user does not translate (it only handles NETLINK_ROUTE, _AUDIT and
+# _KOBJECT_UEVENT); the sock_diag codec itself is tested there.
+QEMU_PKGS := ./src/pcp ./src/natpmp ./src/config ./src/policy ./src/lease/... ./src/store ./src/server ./src/control \
+	./client ./client/cmd/dpf ./client/nattype ./client/internal/sockdiag
+QEMU_SKIP := ^(TestCrashKeepsAcknowledgedLeases|TestDumpLoopback)$$
+QEMU_TARGETS := mips:GOMIPS=softfloat:qemu-mips-static arm:GOARM=7,softfloat:qemu-arm-static
+
+.PHONY: all build demo test deps unit fuzz clean openwrt ipk qemu-test
 
 all: build
 
@@ -44,6 +76,11 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "npm is missing (run as root to install nodejs and npm)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	cd luci/test && npm ci --no-audit --no-fund --loglevel=error
 	$(GO) mod download
 
 demo: deps build
@@ -54,11 +91,12 @@ demo: deps build
 # fails the run.
 test: deps
 	@mkdir -p $(ARTIFACTS)
-	@unformatted=$$(gofmt -l src client 2>/dev/null); \
+	@unformatted=$$(gofmt -l src client openwrt 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	@require=0; if [ "$$(id -u)" = 0 ] || [ -n "$$CI" ]; then require=1; fi; \
-	DPF_REQUIRE_ROOT_TESTS=$$require $(GO) test -count=1 -v -timeout 20m ./... > $(ARTIFACTS)/go-test.log 2>&1; \
+	@qemu=0; $(MAKE) --no-print-directory qemu-test || qemu=1; \
+	require=0; if [ "$$(id -u)" = 0 ] || [ -n "$$CI" ]; then require=1; fi; \
+	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=$$require $(GO) test -count=1 -v -timeout 20m ./... > $(ARTIFACTS)/go-test.log 2>&1; \
 	status=$$?; \
 	grep -E '^(ok|FAIL|panic:|---|    --- (FAIL|SKIP))' $(ARTIFACTS)/go-test.log | grep -v -- '--- PASS' ; \
 	passed=$$(grep -cE '^ *--- PASS' $(ARTIFACTS)/go-test.log); \
@@ -66,6 +104,7 @@ test: deps
 	skipped=$$(grep -cE '^ *--- SKIP' $(ARTIFACTS)/go-test.log); \
 	if [ $$status != 0 ]; then grep -B2 -A30 -E '^ *--- FAIL' $(ARTIFACTS)/go-test.log | head -200; fi; \
 	if [ $$require = 1 ] && [ $$skipped != 0 ]; then echo "skipped tests are failures here:"; grep -E '^ *--- SKIP' -A2 $(ARTIFACTS)/go-test.log; status=1; fi; \
+	if [ $$qemu != 0 ]; then echo "the qemu-user tests failed (make qemu-test, $(ARTIFACTS)/qemu-*.log)"; status=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \
 	exit $$status
 
@@ -86,6 +125,35 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
 	$(GO) test -run='^$$' -fuzz='^FuzzHandle$$' -fuzztime=$(FUZZTIME) ./client/nattype
 	$(GO) test -run='^$$' -fuzz='^FuzzChangeRequest$$' -fuzztime=$(FUZZTIME) ./client/nattype
+
+# The unit tests for each QEMU_TARGETS entry (GOARCH:variant:emulator) under
+# qemu-user, logged to $(ARTIFACTS)/qemu-GOARCH.log. Failures and skips are
+# printed (root-only tests skip here: they run natively in `make test`),
+# then one summary line per architecture.
+qemu-test:
+	@mkdir -p $(ARTIFACTS)
+	@status=0; for t in $(QEMU_TARGETS); do \
+	  arch=$${t%%:*}; rest=$${t#*:}; variant=$${rest%%:*}; qemu=$${rest#*:}; \
+	  if ! command -v $$qemu >/dev/null; then echo "$$qemu not found (Debian package qemu-user-static; make deps)"; exit 1; fi; \
+	  log=$(ARTIFACTS)/qemu-$$arch.log; \
+	  env CGO_ENABLED=0 GOARCH=$$arch $$variant DPF_REQUIRE_ROOT_TESTS=0 \
+	    $(GO) test -trimpath -count=1 -v -timeout 10m -exec $$qemu -skip '$(QEMU_SKIP)' $(QEMU_PKGS) > $$log 2>&1; \
+	  s=$$?; \
+	  grep -E '^(FAIL|panic:|    --- (FAIL|SKIP)|--- (FAIL|SKIP))' $$log; \
+	  if [ $$s != 0 ]; then status=1; \
+	    if grep -qE '^ *--- FAIL' $$log; then grep -B2 -A30 -E '^ *--- FAIL' $$log | head -100; else tail -40 $$log; fi; fi; \
+	  echo "qemu $$arch ($$variant): $$(grep -cE '^ *--- PASS' $$log) passed, $$(grep -cE '^ *--- FAIL' $$log) failed, $$(grep -cE '^ *--- SKIP' $$log) skipped"; \
+	done; exit $$status
+
+# Static dpfd and dpf for every OpenWrt architecture, with their sizes.
+openwrt:
+	$(IPKBUILD) binaries -out $(OPENWRT_BIN) -ldflags "$(LDFLAGS)"
+
+# dpf_<version>_<arch>.ipk for every architecture and luci-app-dpf_<version>_all.ipk
+# (see openwrt/README.md). The version comes from git describe.
+ipk: openwrt
+	$(IPKBUILD) packages -bin $(OPENWRT_BIN) -out $(IPK_DIR) -describe "$(VERSION)" \
+	  -commits $(GIT_COMMITS) -epoch $(SOURCE_DATE_EPOCH) -maintainer "$(IPK_MAINTAINER)"
 
 clean:
 	rm -rf bin $(ARTIFACTS)

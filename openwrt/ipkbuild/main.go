@@ -1,0 +1,141 @@
+// Command ipkbuild cross-builds dpfd and dpf for OpenWrt routers and packs
+// them, with the files/ and luci/ trees, into opkg packages, without the
+// OpenWrt SDK. `make openwrt` and `make ipk` run it from the repository
+// root:
+//
+//	ipkbuild binaries [-out bin/openwrt] [-ldflags FLAGS]
+//	ipkbuild packages [-bin bin/openwrt] [-out bin/ipk] -describe DESC -commits N -epoch SECONDS
+//
+// binaries writes bin/openwrt/<arch>/{dpfd,dpf}, static (CGO_ENABLED=0,
+// -trimpath), and prints their sizes. packages writes
+// dpf_<version>_<arch>.ipk for every target and luci-app-dpf_<version>_all.ipk.
+// The format is described in openwrt/internal/ipk; openwrt/README.md
+// says how to install and how to build in the SDK instead.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dpf-router/dpf/openwrt/internal/ipk"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ipkbuild:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: ipkbuild binaries|packages [flags]")
+	}
+	fl := flag.NewFlagSet("ipkbuild "+args[0], flag.ContinueOnError)
+	switch args[0] {
+	case "binaries":
+		out := fl.String("out", "bin/openwrt", "output directory: OUT/<arch>/dpfd and dpf")
+		ldflags := fl.String("ldflags", "-s -w", "go build -ldflags (the Makefile adds the version stamp)")
+		goCmd := fl.String("go", "go", "the go command")
+		if err := fl.Parse(args[1:]); err != nil {
+			return err
+		}
+		sizes, err := BuildBinaries(ctx, *goCmd, ".", *out, *ldflags)
+		if err != nil {
+			return err
+		}
+		return printSizes(stdout, *out, sizes)
+	case "packages":
+		o := Options{Root: "."}
+		fl.StringVar(&o.BinDir, "bin", "bin/openwrt", "directory of the binaries (make openwrt)")
+		out := fl.String("out", "bin/ipk", "output directory")
+		describe := fl.String("describe", "", "git describe --tags --always --dirty")
+		commits := fl.Int("commits", 0, "git rev-list --count HEAD (used when there is no tag)")
+		fl.Int64Var(&o.Epoch, "epoch", 0, "SOURCE_DATE_EPOCH: the mtime of every file")
+		fl.StringVar(&o.Maintainer, "maintainer", "", "the Maintainer field (left out when empty)")
+		if err := fl.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *describe == "" {
+			return errors.New("packages: -describe is required")
+		}
+		o.Version = ipk.VersionFromDescribe(*describe, *commits)
+		written, err := BuildAll(o, *out)
+		if err != nil {
+			return err
+		}
+		for _, w := range written {
+			st, err := os.Stat(w)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%9d  %s\n", st.Size(), w)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (binaries or packages)", args[0])
+	}
+}
+
+// BuildBinaries builds every Binaries entry for every target into
+// out/<arch>/ with the go command goCmd, run in the module root dir, and
+// returns the sizes by arch and binary name. The binaries are static:
+// CGO_ENABLED=0, so nothing links against the router's musl.
+func BuildBinaries(ctx context.Context, goCmd, dir, out, ldflags string) (map[string]map[string]int64, error) {
+	sizes := map[string]map[string]int64{}
+	for _, t := range Targets {
+		dst, err := filepath.Abs(filepath.Join(out, t.Arch))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return nil, err
+		}
+		args := []string{"build", "-trimpath", "-ldflags", ldflags, "-o", dst + "/"}
+		for _, b := range Binaries {
+			args = append(args, b.Pkg)
+		}
+		cmd := exec.CommandContext(ctx, goCmd, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+t.GOARCH)
+		cmd.Env = append(cmd.Env, t.Env...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: go %s: %v\n%s", t.Arch, strings.Join(args, " "), err, b)
+		}
+		sizes[t.Arch] = map[string]int64{}
+		for _, b := range Binaries {
+			st, err := os.Stat(filepath.Join(dst, b.Name))
+			if err != nil {
+				return nil, err
+			}
+			sizes[t.Arch][b.Name] = st.Size()
+		}
+	}
+	return sizes, nil
+}
+
+func printSizes(w io.Writer, out string, sizes map[string]map[string]int64) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s/\t", out)
+	for _, b := range Binaries {
+		fmt.Fprintf(tw, "%s\t", b.Name)
+	}
+	fmt.Fprintln(tw)
+	for _, t := range Targets {
+		fmt.Fprintf(tw, "%s\t", t.Arch)
+		for _, b := range Binaries {
+			n := sizes[t.Arch][b.Name]
+			fmt.Fprintf(tw, "%d (%.1f MiB)\t", n, float64(n)/(1<<20))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
