@@ -30,8 +30,11 @@ package firewall
 //
 // An accept verdict ends only the base chain it is in: other base chains on
 // the forward hook (fw4's "forward", with policy drop) still see the packet.
-// fw4 accepts DNATed flows itself ("ct status dnat accept" in its zone
-// forward chains); on systems without such a rule the operator must add one.
+// fw4 accepts DNATed flows itself only when a port forward exists in the
+// zone, so the OpenWrt package ships a snippet that fw4 includes on every
+// reload (files/usr/share/nftables.d/chain-post/forward/30-dpf.nft:
+// "ct status dnat accept"); elsewhere a firewall with a forward policy of
+// drop needs the same rule.
 // Drops are final, so filter_pre needs no help.
 
 import (
