@@ -40,9 +40,17 @@ func (r realTimer) Stop() bool          { return r.t.Stop() }
 // Fake is a manual clock for tests. Its time only moves when Advance or Set
 // is called; timers whose deadline is reached then fire. The zero value is
 // not usable; call NewFake.
+//
+// Now reports the fake time, which plays the part of both clocks a real
+// time.Time carries: intervals are measured on it and it is what gets
+// stored. JumpWall models the wall clock being set (settimeofday, an NTP
+// step) apart from it: the step shows only through [Wall], as on a real
+// system the step changes a time.Time's wall reading but not its monotonic
+// one.
 type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
+	wall   time.Duration // the wall clock's steps so far (JumpWall)
 	timers []*fakeTimer
 }
 
@@ -83,6 +91,23 @@ func (f *Fake) Set(t time.Time) {
 	f.now = t
 	f.fireLocked()
 	f.mu.Unlock()
+}
+
+// JumpWall sets the wall clock d later (earlier when d is negative) without
+// moving the fake time: timers do not fire and Now does not change, but
+// Wall reports readings moved by the sum of every step so far.
+func (f *Fake) JumpWall(d time.Duration) {
+	f.mu.Lock()
+	f.wall += d
+	f.mu.Unlock()
+}
+
+// WallAt implements [WallReader]: t moved by the wall-clock steps JumpWall
+// made.
+func (f *Fake) WallAt(t time.Time) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return t.Round(0).Add(f.wall)
 }
 
 // Pending reports how many timers are waiting.
