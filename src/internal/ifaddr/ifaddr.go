@@ -1,4 +1,5 @@
-// Package ifaddr reads the IPv4 addresses of network interfaces.
+// Package ifaddr reads the IPv4 addresses of network interfaces and follows
+// their changes (NewWatcher).
 package ifaddr
 
 import (
