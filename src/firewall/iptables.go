@@ -30,6 +30,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 )
 
 // Chains and tables of the iptables backend.
@@ -44,25 +46,90 @@ const (
 type iptBackend struct {
 	cfg Config
 	ipt iptDriver
+	// gen reads the nftables ruleset generation id when iptables is
+	// iptables-nft (its tables are nftables tables), or the fingerprint
+	// of the legacy tables (legacy_linux.go); nil with a test driver.
+	// mark is the generation at which Verify last found everything in
+	// place; every change of ours drops it (see Unchanged). events:
+	// the kernel sends nftables notifications for these tables
+	// (iptables-nft).
+	gen    genSource
+	mark   cleanMark
+	events bool
+	own    ownChanges
 }
 
+// newIPTables returns the iptables backend on driver d, or on the real
+// iptables when d is nil.
 func newIPTables(cfg Config, d iptDriver) (*iptBackend, error) {
 	cfg, err := checkConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
+	b := &iptBackend{cfg: cfg, ipt: d}
 	if d == nil {
 		g, err := newGoIPTables(cfg.NetNS)
 		if err != nil {
 			return nil, err
 		}
-		d = g
+		b.ipt = g
+		if g.nft {
+			b.gen, b.events = &nftGen{netns: cfg.NetNS}, true
+		} else {
+			b.gen = &legacyGen{netns: cfg.NetNS, now: time.Now}
+		}
 	}
-	return &iptBackend{cfg: cfg, ipt: d}, nil
+	return b, nil
 }
 
 func (b *iptBackend) Name() string { return "iptables" }
-func (b *iptBackend) Close() error { return nil }
+
+func (b *iptBackend) Close() error {
+	if b.gen != nil {
+		b.gen.close()
+	}
+	return nil
+}
+
+// changing is called at the start of every change of ours, and what it
+// returns at the end. It forgets that the kernel was known to be in order:
+// iptables-nft commits a varying number of transactions per command, so,
+// unlike the nftables backend's, our commits cannot be told from others' by
+// the generation id. Instead the watcher leaves out the notifications that
+// arrive while a change of ours runs (see ownChanges); someone else's
+// change made meanwhile is found by the next periodic Verify, which the
+// forgotten mark makes read the rules.
+func (b *iptBackend) changing() (done func()) {
+	b.mark = cleanMark{}
+	return b.own.begin()
+}
+
+// ownGrace is how long after a change of ours its notifications are still
+// taken for ours: they are queued at commit, before the iptables command
+// returns, and the watcher reads them within milliseconds unless the
+// machine is very busy (then a notification of ours costs one needless
+// Verify, nothing worse).
+const ownGrace = 100 * time.Millisecond
+
+// ownChanges tells the watcher's goroutine whether a change of the
+// backend's own is running or just ended.
+type ownChanges struct {
+	running atomic.Int32
+	until   atomic.Int64 // Unix nanoseconds: end of the last change plus ownGrace
+}
+
+func (o *ownChanges) begin() (end func()) {
+	o.running.Add(1)
+	return func() {
+		o.until.Store(time.Now().Add(ownGrace).UnixNano())
+		o.running.Add(-1)
+	}
+}
+
+// active reports whether a notification read at now is likely ours.
+func (o *ownChanges) active(now time.Time) bool {
+	return o.running.Load() > 0 || now.UnixNano() < o.until.Load()
+}
 
 // iptTag is the comment on every rule of the pinhole with key k.
 func iptTag(k Key) string {
@@ -174,6 +241,7 @@ func (b *iptBackend) jumps() []iptJump {
 // Init creates the chains if missing and makes the jumps into them exactly
 // one each, first in their chain, with the current WAN interface.
 func (b *iptBackend) Init() error {
+	defer b.changing()()
 	for _, c := range []struct{ table, chain string }{{iptTableNAT, iptChainNAT}, {iptTableFilter, iptChainForward}} {
 		ok, err := b.ipt.ChainExists(c.table, c.chain)
 		if err != nil {
@@ -223,6 +291,7 @@ func (b *iptBackend) ensureJumps() error {
 // Add installs p unless exactly its rules are there; otherwise it deletes
 // the pinhole's rules and appends the new ones.
 func (b *iptBackend) Add(p Pinhole) error {
+	defer b.changing()()
 	p, err := validate(p)
 	if err != nil {
 		return err
@@ -296,6 +365,7 @@ func (b *iptBackend) deleteRules(nat, fwd [][]string) error {
 
 // Remove deletes the rules tagged with k.
 func (b *iptBackend) Remove(k Key) error {
+	defer b.changing()()
 	nat, fwd, _, err := b.rulesOf(k)
 	if err != nil {
 		return err
@@ -307,6 +377,7 @@ func (b *iptBackend) Remove(k Key) error {
 // that is one call (each table is replaced atomically); without, the chains
 // are flushed and the rules appended one by one.
 func (b *iptBackend) Sync(ps []Pinhole) error {
+	defer b.changing()()
 	want, err := validateAll(ps)
 	if err != nil {
 		return err
@@ -425,6 +496,7 @@ func (b *iptBackend) Installed() ([]Pinhole, error) {
 
 // Cleanup deletes the jumps into our chains, then the chains.
 func (b *iptBackend) Cleanup() error {
+	defer b.changing()()
 	for _, j := range b.jumps() {
 		rules, _, err := b.list(j.table, j.chain)
 		if err != nil {

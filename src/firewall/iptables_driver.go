@@ -38,6 +38,7 @@ type goIPTables struct {
 	ipt     *iptables.IPTables
 	netns   string
 	restore string // path of iptables-restore, "" if none
+	nft     bool   // iptables is iptables-nft: its tables are nftables tables
 }
 
 var _ iptDriver = (*goIPTables)(nil)
@@ -57,6 +58,11 @@ func newGoIPTables(netns string) (*goIPTables, error) {
 	}
 	if p, err := exec.LookPath("iptables-restore"); err == nil {
 		d.restore = p
+	}
+	// "iptables v1.8.9 (nf_tables)"; legacy says "(legacy)" or, before
+	// 1.8, nothing.
+	if out, err := exec.Command("iptables", "--version").Output(); err == nil {
+		d.nft = bytes.Contains(out, []byte("nf_tables"))
 	}
 	return d, nil
 }

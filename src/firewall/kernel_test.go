@@ -31,7 +31,7 @@ type kernelCase struct {
 	unrelated, checkUnrelated, checkGone func(t *testing.T, ns string)
 }
 
-func newKernelBackend(t *testing.T, kind, ns, wan string) Backend {
+func newKernelBackend(t testing.TB, kind, ns, wan string) Backend {
 	t.Helper()
 	b, err := New(kind, Config{WANInterface: wan, NetNS: ns, Logger: testLogger(t)})
 	if err != nil {
@@ -63,7 +63,7 @@ func wantInstalled(t *testing.T, b Backend, ps []Pinhole) {
 	}
 }
 
-func must(t *testing.T, what string, err error) {
+func must(t testing.TB, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)

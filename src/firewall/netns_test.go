@@ -27,7 +27,7 @@ const cmdTimeout = 20 * time.Second
 var nsCounter atomic.Int64
 
 // newNetNS creates a network namespace with lo up and returns its name.
-func newNetNS(t *testing.T) string {
+func newNetNS(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	name := fmt.Sprintf("dpffw-%d-%d", os.Getpid(), nsCounter.Add(1))
@@ -49,7 +49,7 @@ func command(name string, args ...string) (string, error) {
 }
 
 // run runs a command and fails the test if it fails.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := command(name, args...)
 	if err != nil {
@@ -59,7 +59,7 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // nsRun runs a command in network namespace ns.
-func nsRun(t *testing.T, ns, name string, args ...string) string {
+func nsRun(t testing.TB, ns, name string, args ...string) string {
 	t.Helper()
 	return run(t, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }

@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -57,7 +58,9 @@ type nftConn interface {
 	ListTablesOfFamily(nftables.TableFamily) ([]*nftables.Table, error)
 	AddChain(*nftables.Chain) *nftables.Chain
 	FlushChain(*nftables.Chain)
+	ListChainsOfTableFamily(nftables.TableFamily) ([]*nftables.Chain, error)
 	AddRule(*nftables.Rule) *nftables.Rule
+	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
 	AddSet(*nftables.Set, []nftables.SetElement) error
 	FlushSet(*nftables.Set)
 	GetSets(*nftables.Table) ([]*nftables.Set, error)
@@ -73,6 +76,11 @@ type nftBackend struct {
 	cfg  Config
 	conn nftConn
 	ns   *os.File // network namespace of conn (Config.NetNS), or nil
+	// gen reads the ruleset generation id; mark is the generation at
+	// which the kernel last held exactly what this backend installed
+	// (see commit and Unchanged).
+	gen  genSource
+	mark cleanMark
 }
 
 // newNFTables returns the nftables backend. It fails with ErrUnsupported when
@@ -82,8 +90,8 @@ func newNFTables(cfg Config) (*nftBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &nftBackend{cfg: cfg}
-	var opts []nftables.ConnOption
+	b := &nftBackend{cfg: cfg, gen: &nftGen{netns: cfg.NetNS}}
+	opts := []nftables.ConnOption{nftables.WithSockOptions(growSendBuffer)}
 	if cfg.NetNS != "" {
 		// Not AsLasting: each call dials anew, in this namespace, so
 		// keep the file open until Close.
@@ -108,6 +116,7 @@ func newNFTables(cfg Config) (*nftBackend, error) {
 func (b *nftBackend) Name() string { return "nftables" }
 
 func (b *nftBackend) Close() error {
+	b.gen.close()
 	if b.ns != nil {
 		err := b.ns.Close()
 		b.ns = nil
@@ -179,25 +188,41 @@ func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables
 			return fmt.Errorf("firewall: nftables set %s: %w", name, err)
 		}
 	}
+	chains := nftChains(t)
+	for _, c := range chains {
+		b.conn.AddChain(c)
+		b.conn.FlushChain(c) // flush chain ip dpf NAME
+	}
+	for _, r := range b.rules(t, chains, sets) {
+		b.conn.AddRule(r)
+	}
+	return nil
+}
+
+// nftChains returns the base chains of table t: filter_pre, dnat_pre and
+// filter_fwd, in that order.
+func nftChains(t *nftables.Table) []*nftables.Chain {
 	accept := nftables.ChainPolicyAccept
-	pre := b.conn.AddChain(&nftables.Chain{
+	return []*nftables.Chain{{
 		// chain filter_pre { type filter hook prerouting priority mangle; policy accept; }
 		Table: t, Name: nftChainFilterPre, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-150), Policy: &accept,
-	})
-	dnat := b.conn.AddChain(&nftables.Chain{
+	}, {
 		// chain dnat_pre { type nat hook prerouting priority dstnat; policy accept; }
 		Table: t, Name: nftChainDNAT, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-100), Policy: &accept,
-	})
-	fwd := b.conn.AddChain(&nftables.Chain{
+	}, {
 		// chain filter_fwd { type filter hook forward priority filter - 1; policy accept; }
 		Table: t, Name: nftChainForward, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-1), Policy: &accept,
-	})
-	for _, c := range []*nftables.Chain{pre, dnat, fwd} {
-		b.conn.FlushChain(c) // flush chain ip dpf NAME
-	}
+	}}
+}
+
+// rules returns the rules of the chains (as nftChains returns them), in
+// order.
+func (b *nftBackend) rules(t *nftables.Table, chains []*nftables.Chain, sets map[string]*nftables.Set) []*nftables.Rule {
+	pre, dnat, fwd := chains[0], chains[1], chains[2]
+	var rules []*nftables.Rule
 	ifname := make([]byte, 16) // IFNAMSIZ, NUL padded: an exact match
 	copy(ifname, b.cfg.WANInterface)
 	iif := []expr.Any{
@@ -212,7 +237,7 @@ func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables
 		allow, filtered, dmap := sets[nftAllow(p)], sets[nftFiltered(p)], sets[nftDNATMap(p)]
 		// add rule ip dpf filter_pre iifname "WAN" ct direction original
 		//     tcp dport @filtered_tcp tcp dport . ip saddr . tcp sport != @allow_tcp drop
-		b.conn.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: concatExprs(iif,
+		rules = append(rules, &nftables.Rule{Table: t, Chain: pre, Exprs: concatExprs(iif,
 			[]expr.Any{
 				&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
@@ -228,7 +253,7 @@ func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables
 				&expr.Verdict{Kind: expr.VerdictDrop},
 			})})
 		// add rule ip dpf dnat_pre iifname "WAN" dnat ip to tcp dport map @dnat_tcp
-		b.conn.AddRule(&nftables.Rule{Table: t, Chain: dnat, Exprs: concatExprs(iif, isProto,
+		rules = append(rules, &nftables.Rule{Table: t, Chain: dnat, Exprs: concatExprs(iif, isProto,
 			[]expr.Any{
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: dmap.Name, SetID: dmap.ID},
@@ -238,7 +263,7 @@ func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables
 	}
 	fset := sets[nftSetForward]
 	// add rule ip dpf filter_fwd ct status dnat ip daddr . meta l4proto . th dport @fwd_pinholes accept
-	b.conn.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+	rules = append(rules, &nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
@@ -249,7 +274,7 @@ func (b *nftBackend) queueStructure(t *nftables.Table, sets map[string]*nftables
 		&expr.Lookup{SourceRegister: 1, SetName: fset.Name, SetID: fset.ID},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}})
-	return nil
+	return rules
 }
 
 func concatExprs(parts ...[]expr.Any) []expr.Any {
@@ -267,7 +292,8 @@ func (b *nftBackend) Init() error {
 	if err := b.queueStructure(t, b.sets(t)); err != nil {
 		return err
 	}
-	if err := b.conn.Flush(); err != nil {
+	// The elements are untouched: still clean if they were.
+	if err := b.commit(false, b.mark.count); err != nil {
 		return fmt.Errorf("firewall: nftables init: %w", err)
 	}
 	b.cfg.Logger.Debug("nftables: table ready", "table", nftTableName, "wan", b.cfg.WANInterface)
@@ -296,16 +322,67 @@ func (b *nftBackend) syncValid(want map[Key]Pinhole) error {
 		if len(elems[name]) == 0 {
 			continue
 		}
-		// add element ip dpf NAME { ... }
-		if err := b.conn.SetAddElements(sets[name], setElements(elems[name], false)); err != nil {
+		if err := b.queueElements(sets[name], elems[name], false); err != nil {
 			return fmt.Errorf("firewall: nftables set %s: %w", name, err)
 		}
 	}
-	if err := b.conn.Flush(); err != nil {
+	if err := b.commit(true, len(want)); err != nil {
 		return fmt.Errorf("firewall: nftables sync: %w", err)
 	}
 	b.cfg.Logger.Debug("nftables: synced", "pinholes", len(want))
 	return nil
+}
+
+// nftElemChunk is how many elements go into one netlink message: the
+// element list is one attribute, whose length field has 16 bits, and an
+// element takes up to about 100 bytes.
+const nftElemChunk = 256
+
+// queueElements queues the addition (or, with del, the deletion by key) of
+// es to set s, in messages of at most nftElemChunk elements, all in the
+// pending batch.
+func (b *nftBackend) queueElements(s *nftables.Set, es []nftElem, del bool) error {
+	for len(es) > 0 {
+		n := min(len(es), nftElemChunk)
+		var err error
+		if del {
+			// delete element ip dpf NAME { ... }
+			err = b.conn.SetDeleteElements(s, setElements(es[:n], true))
+		} else {
+			// add element ip dpf NAME { ... }
+			err = b.conn.SetAddElements(s, setElements(es[:n], false))
+		}
+		if err != nil {
+			return err
+		}
+		es = es[n:]
+	}
+	return nil
+}
+
+// nftSendBuffer is the send buffer of the netlink sockets the backend
+// commits on. A batch is one sendmsg and the kernel refuses one larger than
+// the buffer (EMSGSIZE); the default (wmem_default, 208 kB) holds a Sync of
+// only about 2,000 pinholes. 16 MB is a Sync of every port of both
+// protocols; memory is only taken for what a batch holds.
+const nftSendBuffer = 16 << 20
+
+// growSendBuffer is a google/nftables socket option (the type parameter
+// stands for *netlink.Conn, inferred where it is passed, so that this
+// package need not import mdlayher/netlink). SO_SNDBUFFORCE, which root
+// may use beyond wmem_max, else SO_SNDBUF up to that limit.
+func growSendBuffer[C interface {
+	SyscallConn() (syscall.RawConn, error)
+}](c C) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, nftSendBuffer) != nil {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, nftSendBuffer)
+		}
+	})
 }
 
 func setElements(es []nftElem, keysOnly bool) []nftables.SetElement {
@@ -419,7 +496,7 @@ func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
 	for _, name := range setOrder() {
 		if len(del[name]) > 0 {
 			// delete element ip dpf NAME { ... }
-			if err := b.conn.SetDeleteElements(sets[name], setElements(del[name], true)); err != nil {
+			if err := b.queueElements(sets[name], del[name], true); err != nil {
 				return err
 			}
 		}
@@ -427,12 +504,12 @@ func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
 	for _, name := range setOrder() {
 		if len(add[name]) > 0 {
 			// add element ip dpf NAME { ... }
-			if err := b.conn.SetAddElements(sets[name], setElements(add[name], false)); err != nil {
+			if err := b.queueElements(sets[name], add[name], false); err != nil {
 				return err
 			}
 		}
 	}
-	if err := b.conn.Flush(); err != nil {
+	if err := b.commit(false, len(m)); err != nil {
 		return fmt.Errorf("firewall: nftables update: %w", err)
 	}
 	return nil
@@ -445,8 +522,35 @@ func (b *nftBackend) Cleanup() error {
 		return err
 	}
 	b.conn.DelTable(b.table()) // delete table ip dpf
+	b.mark = cleanMark{}
 	if err := b.conn.Flush(); err != nil {
 		return fmt.Errorf("firewall: nftables cleanup: %w", err)
+	}
+	return nil
+}
+
+// commit sends the queued batch as one transaction. full says that the
+// batch re-creates the whole state (Sync) and count is the number of
+// pinholes installed after it. It keeps b.mark: the kernel commits each
+// transaction as one generation, so when the generation id moved by at most
+// one across the batch, no one else committed meanwhile, and the kernel
+// holds what we installed if it did before (or, after a full batch, in any
+// case). Otherwise the mark is dropped and the next Verify reads the kernel.
+func (b *nftBackend) commit(full bool, count int) error {
+	g0, err0 := b.gen.read()
+	if err := b.conn.Flush(); err != nil {
+		b.mark = cleanMark{}
+		return err
+	}
+	g1, err1 := b.gen.read()
+	alone := err0 == nil && err1 == nil && g1-g0 <= 1
+	switch {
+	case alone && full:
+		b.mark = cleanMark{valid: true, gen: g1, count: count}
+	case alone && b.mark.valid && b.mark.gen == g0:
+		b.mark.gen, b.mark.count = g1, count
+	default:
+		b.mark = cleanMark{}
 	}
 	return nil
 }
