@@ -13,7 +13,10 @@
 //     (empty: any client);
 //   - the internal port is in Rule.IntPorts and the external port in
 //     Rule.ExtPorts (inclusive ranges; use [AnyPorts] for "any");
-//   - the protocol equals Rule.Proto, or Rule.Proto is [ProtoAny].
+//   - the protocol equals Rule.Proto, or Rule.Proto is [ProtoAny];
+//   - when Rule.AuthAny or Rule.AuthKeys is set, the request was
+//     authenticated (Request.Key is not empty) by any key, or by one of
+//     the keys named in AuthKeys.
 //
 // A request is "third party" when its client differs from its internal
 // address (PCP THIRD_PARTY option, RFC 6887 section 13.1). An Allow rule

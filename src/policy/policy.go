@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -39,6 +40,15 @@ type Rule struct {
 	// on Deny rules.
 	ThirdParty bool
 
+	// AuthAny and AuthKeys limit the rule to requests authenticated with
+	// DPF's AUTH option (see Request.Key): with AuthAny, by any key;
+	// otherwise, when AuthKeys is not empty, by one of the keys so named.
+	// With neither the rule applies to every request, authenticated or
+	// not. An unauthenticated request never matches a rule that sets
+	// either.
+	AuthAny  bool
+	AuthKeys []string
+
 	// Line is the configuration line the rule came from, for messages; 0 if
 	// unknown.
 	Line int
@@ -56,6 +66,10 @@ type Request struct {
 	IntPort uint16     // internal port
 	ExtPort uint16     // external port asked for
 	Proto   Proto      // TCP or UDP; ProtoAny only matches rules whose Proto is ProtoAny
+	// Key is the name of the key that authenticated the request (DPF's
+	// AUTH option, checked by the protocol server), "" for an
+	// unauthenticated request.
+	Key string
 }
 
 // ThirdParty reports whether the request is on behalf of another host, that
@@ -137,10 +151,22 @@ func (p *Policy) matchesExceptExt(rule *Rule, r Request) bool {
 	if len(rule.Clients) > 0 && !inAny(rule.Clients, r.Client) {
 		return false
 	}
+	if !rule.authMatches(r.Key) {
+		return false
+	}
 	if len(rule.IntAddrs) == 0 && !rule.UseLAN {
 		return true
 	}
 	return inAny(rule.IntAddrs, r.IntAddr) || (rule.UseLAN && inAny(p.LANPrefixes, r.IntAddr))
+}
+
+// authMatches reports whether a request authenticated by the key named key
+// ("" for none) meets the rule's AuthAny and AuthKeys.
+func (r *Rule) authMatches(key string) bool {
+	if !r.AuthAny && len(r.AuthKeys) == 0 {
+		return true
+	}
+	return key != "" && (r.AuthAny || slices.Contains(r.AuthKeys, key))
 }
 
 func inAny(prefixes []netip.Prefix, a netip.Addr) bool {
@@ -169,11 +195,28 @@ func (r *Rule) label(i int) string {
 }
 
 // DefaultRules returns the rules dpfd ships with, a new slice on every call:
-// allow hosts on the LAN subnets to map internal ports 1024-65535 to external
-// ports 1024-65535, any protocol, not on behalf of other hosts. Everything
-// else, well-known ports included, is denied by default.
+//
+//  1. "default-authenticated": a request authenticated with any configured
+//     key (Request.Key not empty) may map any port 1-65535 of its sender's
+//     own LAN address to any external port 1-65535, so that with
+//     authentication on, known hosts can also have well-known ports such
+//     as 80 and 443. Unauthenticated requests never match it.
+//  2. "default": hosts on the LAN subnets may map internal ports
+//     1024-65535 to external ports 1024-65535.
+//
+// Both apply to any protocol and not on behalf of other hosts. Everything
+// else, well-known ports for unauthenticated requests included, is denied
+// by default.
 func DefaultRules() []Rule {
 	return []Rule{{
+		Action:   Allow,
+		UseLAN:   true,
+		IntPorts: PortRange{1, 65535},
+		ExtPorts: PortRange{1, 65535},
+		Proto:    ProtoAny,
+		AuthAny:  true,
+		Name:     "default-authenticated",
+	}, {
 		Action:   Allow,
 		UseLAN:   true,
 		IntPorts: PortRange{1024, 65535},
