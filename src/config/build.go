@@ -185,6 +185,10 @@ func (b *builder) main(c *Config, s *Section) error {
 			c.DBus, err = b.dbusMode(o)
 		case "dbus_address":
 			c.DBusAddress, err = b.dbusAddress(o)
+		case "auth":
+			c.Auth, err = b.authMode(o)
+		case "reserved_ports":
+			c.ReservedPorts, err = b.reservedPorts(o)
 		default:
 			err = b.errf(o.Line, o.Name, "unknown option in config %s section", SectionMain)
 		}
@@ -344,6 +348,8 @@ func (b *builder) rule(s *Section) (policy.Rule, error) {
 			}
 		case "third_party":
 			r.ThirdParty, err = b.boolean(o)
+		case "auth":
+			r.AuthAny, r.AuthKeys, err = b.ruleAuth(o)
 		case "name":
 			r.Name, err = b.single(o)
 		default:

@@ -14,6 +14,7 @@ import (
 const (
 	SectionMain = "dpf"  // exactly one, typically named main
 	SectionRule = "rule" // zero or more, in policy order
+	// SectionKey ("key", auth.go): zero or more client keys.
 )
 
 // Backends accepted by option backend.
@@ -118,6 +119,13 @@ type Config struct {
 	// (default) means the system bus: $DBUS_SYSTEM_BUS_ADDRESS, else
 	// unix:path=/var/run/dbus/system_bus_socket.
 	DBusAddress string
+	// ReservedPorts is option (or list) reserved_ports: external ports
+	// never handed out, whatever the rules allow, because the router
+	// itself serves them. Words like 22/tcp, 53 (both protocols) or
+	// 6000-6010/udp, "default" for DefaultReservedPorts (the default when
+	// the option is absent), or "none" alone. dpfd adds the ports the
+	// router's own sockets listen on (wildcard or WAN address) to these.
+	ReservedPorts []ReservedPort
 	// Rules are the policy rules from the "config rule" sections in file
 	// order, or policy.DefaultRules() when the file has no rule section.
 	// Options of a rule section, with the meaning of an absent option:
@@ -135,8 +143,22 @@ type Config struct {
 	//	third_party  UCI boolean; absent: 0
 	//	name         a name for messages; absent: the section's name
 	//
+	//	auth         names of keys (config key sections), or any: the
+	//	             rule applies only to requests authenticated by one
+	//	             of these keys (any: by any key); absent: to every
+	//	             request (Rule.AuthKeys, Rule.AuthAny)
+	//
 	// Rule.Line is the line of the section's config statement.
 	Rules []policy.Rule
+	// Auth is option auth: whether PCP requests are authenticated with
+	// DPF's AUTH option (see auth.go): AuthOff (default: the option is
+	// refused as unsupported), AuthOptional (keyed requests get their
+	// key's rights, others are served as without authentication) or
+	// AuthRequired (PCP requests must be authenticated, NAT-PMP mapping
+	// requests are refused); 'required' needs at least one key.
+	Auth string
+	// Keys are the "config key" sections in file order (see Key).
+	Keys []Key
 }
 
 // Default returns the defaults: enabled, no interfaces (so it is not a
@@ -158,6 +180,8 @@ func Default() *Config {
 		LogLevel:           DefaultLogLevel,
 		DBus:               DefaultDBus,
 		Rules:              policy.DefaultRules(),
+		Auth:               DefaultAuth,
+		ReservedPorts:      DefaultReservedPorts(),
 	}
 }
 
@@ -203,10 +227,19 @@ func FromFile(f *File) (*Config, error) {
 				return nil, err
 			}
 			rules = append(rules, r)
+		case SectionKey:
+			k, err := b.key(s)
+			if err != nil {
+				return nil, err
+			}
+			c.Keys = append(c.Keys, k)
 		}
 	}
 	if main == nil {
 		return nil, b.errf(0, "", "no config %s section (write \"config %s 'main'\")", SectionMain, SectionMain)
+	}
+	if err := b.checkKeys(f, c, main); err != nil {
+		return nil, err
 	}
 	if rules != nil {
 		c.Rules = rules

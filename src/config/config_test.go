@@ -239,10 +239,15 @@ func TestExampleFile(t *testing.T) {
 	want := Default()
 	want.LANInterfaces = []string{"br-lan"}
 	want.WANInterface = "wan"
-	if len(c.Rules) != 1 || c.Rules[0].Line == 0 {
+	if len(c.Rules) != len(want.Rules) {
 		t.Fatalf("rules = %+v", c.Rules)
 	}
-	c.Rules[0].Line = 0
+	for i := range c.Rules {
+		if c.Rules[i].Line == 0 {
+			t.Fatalf("rule %d has no line", i)
+		}
+		c.Rules[i].Line = 0
+	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("example file =\n%+v\nwant\n%+v", c, want)
 	}
@@ -255,7 +260,8 @@ func TestExampleFile(t *testing.T) {
 	}
 	for _, name := range []string{"enabled", "lan_interface", "wan_interface", "external_address", "backend", "db", "socket",
 		"min_lifetime", "max_lifetime", "max_per_host", "max_leases", "rate_limit", "rate_burst", "checkpoint_interval",
-		"log_level", "dbus", "dbus_address", "action", "int_addr", "client", "int_ports", "ext_ports", "proto", "third_party", "name"} {
+		"log_level", "dbus", "dbus_address", "action", "int_addr", "client", "int_ports", "ext_ports", "proto", "third_party", "name",
+		"auth", "secret", "address"} {
 		if !strings.Contains(string(raw), " "+name+" ") {
 			t.Errorf("example file does not mention option %s", name)
 		}

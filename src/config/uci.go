@@ -146,6 +146,12 @@ func (p *parser) parse() error {
 		case "list", "l":
 			err = p.doOption(line, args, true)
 		default:
+			if len(kw) > maxQuotedKeyword {
+				// Likely a value on a line of its own, perhaps a
+				// key: not repeated (auth.go).
+				err = p.errf(line, "", "unknown keyword of %d characters (expected config, option, list or package; a value on a line of its own?)", len(kw))
+				break
+			}
 			err = p.errf(line, "", "unknown keyword %q (expected config, option, list or package)", kw)
 		}
 		if err != nil {
@@ -388,6 +394,10 @@ func (p *parser) doOption(line int, args []arg, list bool) error {
 	}
 	if err := p.extra(args, 2, "value (quote values that contain spaces)"); err != nil {
 		err.(*Error).Option = name
+		if isSecretOption(name) {
+			// The word may be half of a key (auth.go).
+			err.(*Error).Msg = "unexpected word after value (quote values that contain spaces)"
+		}
 		return err
 	}
 	val, vline := args[1].val, args[1].line
