@@ -40,7 +40,12 @@ type Lease struct {
 	Client netip.Addr
 	Origin Origin
 	// Nonce is the PCP mapping nonce; all zero for NAT-PMP leases.
-	Nonce       [12]byte
+	Nonce [12]byte
+	// Auth is the name of the key that authenticated the request that
+	// created the lease (DPF's PCP AUTH option), "" when it was not
+	// authenticated. Only requests authenticated by the same key (or, for
+	// "", unauthenticated ones) may renew or delete it.
+	Auth        string
 	Description string
 	Filters     []firewall.Filter
 	// Lifetime is the lifetime granted by the last request.
@@ -75,7 +80,7 @@ func (l *Lease) Pinhole() firewall.Pinhole {
 // with errors.Is.
 var (
 	// ErrNotAuthorized: the nonce does not match the mapping's, or the
-	// mapping belongs to another protocol or client.
+	// mapping belongs to another protocol, client or key.
 	ErrNotAuthorized = errors.New("not authorized")
 	// ErrDenied: the policy refuses the mapping.
 	ErrDenied = errors.New("denied by policy")
@@ -114,6 +119,9 @@ type Request struct {
 	// bounds.
 	Lifetime time.Duration
 	Nonce    [12]byte
+	// Auth is the name of the key that authenticated the request, ""
+	// when it was not authenticated (see Lease.Auth).
+	Auth string
 	// Description (PCP DESCRIPTION option); replaces the stored one when
 	// HasDescription is set.
 	Description    string

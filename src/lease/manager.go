@@ -59,6 +59,15 @@ type Config struct {
 	// return quickly and must not block: hand the event to a queue.
 	// Restore does not report the leases it loads.
 	OnChange func(Event)
+	// Reserved, if not nil, reports external ports that are never handed
+	// out, whatever the policy allows: the ports of the router's own
+	// services, whose traffic a mapping's DNAT would divert. A suggested
+	// reserved port gets another one (ErrCannotProvideExternal with
+	// PreferFailure). It is called while a new lease's port is chosen,
+	// with the change lock held and possibly for thousands of ports, so
+	// it must be quick and must not call the Manager. Existing leases
+	// keep their port.
+	Reserved func(proto firewall.Proto, port uint16) bool
 }
 
 // Defaults for Config's zero values.
@@ -257,7 +266,22 @@ func (m *Manager) authorize(e *entry, r Request) error {
 	if e.Client != r.Client {
 		return fmt.Errorf("%w: mapping %s/%d belongs to %s", ErrNotAuthorized, e.Proto, e.ExternalPort, e.Client)
 	}
+	if e.Auth != r.Auth {
+		// A lease made with a key is its key's alone; one made
+		// without a key is not taken over by a keyed request either,
+		// so that what a lease records stays what created it.
+		return fmt.Errorf("%w: mapping %s/%d was made %s, the request %s", ErrNotAuthorized, e.Proto, e.ExternalPort,
+			authLabel(e.Auth), authLabel(r.Auth))
+	}
 	return nil
+}
+
+// authLabel describes a key name for messages.
+func authLabel(name string) string {
+	if name == "" {
+		return "without a key"
+	}
+	return "with key " + name
 }
 
 func (m *Manager) policyRequest(r Request, ext uint16) policy.Request {
@@ -267,6 +291,7 @@ func (m *Manager) policyRequest(r Request, ext uint16) policy.Request {
 		IntPort: r.InternalPort,
 		ExtPort: ext,
 		Proto:   policy.Proto(r.Proto),
+		Key:     r.Auth,
 	}
 }
 
@@ -303,6 +328,7 @@ func (m *Manager) createLocked(r Request) (Lease, error) {
 		Client:       r.Client,
 		Origin:       r.Origin,
 		Nonce:        r.Nonce,
+		Auth:         r.Auth,
 		Description:  r.Description,
 		Filters:      slices.Clone(r.Filters),
 		Lifetime:     life,
@@ -327,7 +353,7 @@ func (m *Manager) createLocked(r Request) (Lease, error) {
 	m.noteLocked(Event{Kind: Created, Lease: e.Lease})
 	m.log.Info("mapping created", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
-		"via", string(e.Origin), "lifetime", life.String(), "desc", e.Description)
+		"via", string(e.Origin), "key", e.Auth, "lifetime", life.String(), "desc", e.Description)
 	return e.Lease, nil
 }
 
@@ -341,9 +367,10 @@ func (m *Manager) allocate(r Request, ranges []policy.PortRange) (uint16, error)
 		}
 		return false
 	}
+	reserved := func(p uint16) bool { return m.cfg.Reserved != nil && m.cfg.Reserved(r.Proto, p) }
 	free := func(p uint16) bool {
 		_, taken := m.byKey[Key{Proto: r.Proto, ExternalPort: p}]
-		return p != 0 && !taken && inRanges(p)
+		return p != 0 && !taken && inRanges(p) && !reserved(p)
 	}
 	if r.SuggestedPort != 0 {
 		if free(r.SuggestedPort) {
@@ -762,6 +789,8 @@ const idleWait = time.Hour
 // goroutine.
 func (m *Manager) Run(ctx context.Context) {
 	lastCheckpoint := m.clk.Now()
+	jumps := m.newJumpWatch() // wall-clock steps: see clockjump.go
+	defer jumps.stop()
 	var failing bool
 	for {
 		wait := idleWait
@@ -778,10 +807,15 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			jumps.check() // a step just before shutdown still reaches the store
 			if err := m.Checkpoint(); err != nil {
 				m.log.Error("final checkpoint", "err", err)
 			}
 			return
+		case <-jumps.C():
+			t.Stop()
+			jumps.check()
+			continue
 		case <-m.wake:
 			t.Stop()
 		case <-t.C():

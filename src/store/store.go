@@ -3,8 +3,11 @@
 //
 // Layout (schema version 1):
 //
-//	meta    "schema" -> uint32 big endian schema version
-//	        "epoch"  -> uint32 PCP epoch seconds, then int64 unix seconds when written
+//	meta    "schema"   -> uint32 big endian schema version
+//	        "epoch"    -> uint32 PCP epoch seconds, then int64 unix seconds when written
+//	        "auth_seq" -> JSON object: hex key id -> highest accepted AUTH
+//	                      sequence number (see SaveAuthSeqs)
+//	        "external" -> the external address when last seen (netip.Addr binary)
 //	leases  key(proto, ext port) -> JSON record of the lease
 //	expiry  key(proto, ext port) -> int64 big endian unix milliseconds
 //
@@ -13,6 +16,10 @@
 // renewal only moves the expiry; those are written together by PutExpiries,
 // once per checkpoint interval, in the small expiry bucket, so that a router's
 // flash is not written on every renewal.
+//
+// Records written before a field existed read with the field's zero value
+// (a lease without "auth" is unauthenticated), so adding fields needs no new
+// schema version.
 package store
 
 import (
@@ -41,6 +48,8 @@ var (
 	bucketExpiry = []byte("expiry")
 	keySchema    = []byte("schema")
 	keyEpoch     = []byte("epoch")
+	keyExternal  = []byte("external")
+	keyAuthSeq   = []byte("auth_seq")
 )
 
 // ErrNewerSchema is returned by Open for a database written by a newer dpfd.
@@ -126,6 +135,7 @@ type record struct {
 	Client       netip.Addr   `json:"client"`
 	Origin       lease.Origin `json:"origin"`
 	Nonce        string       `json:"nonce,omitempty"`
+	Auth         string       `json:"auth,omitempty"`
 	Description  string       `json:"desc,omitempty"`
 	Filters      []filterRec  `json:"filters,omitempty"`
 	LifetimeSec  int64        `json:"lifetime"`
@@ -147,6 +157,7 @@ func toRecord(l lease.Lease) record {
 		InternalPort: l.InternalPort,
 		Client:       l.Client,
 		Origin:       l.Origin,
+		Auth:         l.Auth,
 		Description:  l.Description,
 		LifetimeSec:  int64(l.Lifetime / time.Second),
 		Created:      l.Created.Unix(),
@@ -170,6 +181,7 @@ func (r record) lease() (lease.Lease, error) {
 		InternalPort: r.InternalPort,
 		Client:       r.Client,
 		Origin:       r.Origin,
+		Auth:         r.Auth,
 		Description:  r.Description,
 		Lifetime:     time.Duration(r.LifetimeSec) * time.Second,
 		Created:      time.Unix(r.Created, 0),
@@ -295,4 +307,78 @@ func (s *Store) LoadEpoch() (epoch uint32, at time.Time, ok bool, err error) {
 		return nil
 	})
 	return epoch, at, ok, err
+}
+
+// SaveExternal records the router's external address, so that a dpfd
+// started after the address changed knows to reset the PCP epoch (RFC 6887
+// section 8.5). An invalid address is not saved.
+func (s *Store) SaveExternal(addr netip.Addr) error {
+	if !addr.IsValid() {
+		return nil
+	}
+	v, err := addr.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyExternal, v)
+	})
+}
+
+// LoadExternal returns the external address last saved, or the zero Addr
+// if none was (or the record is unreadable).
+func (s *Store) LoadExternal() (netip.Addr, error) {
+	var addr netip.Addr
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyExternal); v != nil {
+			if err := addr.UnmarshalBinary(v); err != nil {
+				addr = netip.Addr{}
+			}
+		}
+		return nil
+	})
+	return addr, err
+}
+
+// SaveAuthSeqs records, for each authentication key id, the highest AUTH
+// sequence number the server accepted, replacing what was saved before, so
+// that after a restart requests captured earlier cannot be replayed. The
+// server calls it at most once per checkpoint interval and at shutdown.
+func (s *Store) SaveAuthSeqs(seqs map[[8]byte]uint64) error {
+	m := make(map[string]uint64, len(seqs))
+	for id, seq := range seqs {
+		m[hex.EncodeToString(id[:])] = seq
+	}
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyAuthSeq, v)
+	})
+}
+
+// LoadAuthSeqs returns what SaveAuthSeqs saved last: an empty map when
+// nothing was. Entries whose key id is not 16 hex digits are skipped.
+func (s *Store) LoadAuthSeqs() (map[[8]byte]uint64, error) {
+	out := map[[8]byte]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyAuthSeq)
+		if v == nil {
+			return nil
+		}
+		var m map[string]uint64
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("reading auth sequence numbers: %w", err)
+		}
+		for k, seq := range m {
+			b, err := hex.DecodeString(k)
+			if err != nil || len(b) != 8 {
+				continue
+			}
+			out[[8]byte(b)] = seq
+		}
+		return nil
+	})
+	return out, err
 }
