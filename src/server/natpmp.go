@@ -34,6 +34,12 @@ func (s *Server) handleNATPMP(pkt []byte, src netip.AddrPort) (resp []byte, isEr
 		r.ExternalAddr = ext
 		return r.AppendTo(nil), false
 	}
+	if s.natpmpRefused(req.Op) {
+		// NAT-PMP cannot authenticate; auth.go says why the address
+		// request above is still answered.
+		r.Result = natpmp.ResultNotAuthorized
+		return r.AppendTo(nil), true
+	}
 	if !ext.Is4() {
 		r.Result = natpmp.ResultNetworkFailure
 		return r.AppendTo(nil), true

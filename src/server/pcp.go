@@ -25,8 +25,10 @@ func errorLifetime(result uint8) uint32 {
 	return shortErrorLifetime
 }
 
-// handlePCP answers a PCP datagram. It returns nil to drop.
-func (s *Server) handlePCP(pkt []byte, src netip.AddrPort) (resp []byte, isErr bool) {
+// answerPCP answers a PCP datagram without AUTH option (handlePCP, in
+// auth.go, removed and checked it); key is the name of the key that
+// authenticated it, "" for none. It returns nil to drop.
+func (s *Server) answerPCP(pkt []byte, src netip.AddrPort, key string) (resp []byte, isErr bool) {
 	req, err := pcp.ParseRequest(pkt)
 	if err != nil {
 		var pe *pcp.ParseError
@@ -49,12 +51,12 @@ func (s *Server) handlePCP(pkt []byte, src netip.AddrPort) (resp []byte, isErr b
 	case pcp.OpAnnounce:
 		return pcp.Response{Op: pcp.OpAnnounce, Result: pcp.ResultSuccess, Epoch: s.Epoch()}.AppendTo(nil), false
 	case pcp.OpMap:
-		return s.handleMap(pkt, req, src)
+		return s.handleMap(pkt, req, src, key)
 	}
 	return fail(pcp.ResultUnsuppOpcode)
 }
 
-func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]byte, bool) {
+func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort, key string) ([]byte, bool) {
 	fail := func(result uint8) ([]byte, bool) {
 		return pcp.AppendErrorResponse(nil, pkt, result, errorLifetime(result), s.Epoch()), true
 	}
@@ -96,6 +98,7 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]b
 		SuggestedPort:  md.ExternalPort,
 		Lifetime:       time.Duration(req.Lifetime) * time.Second,
 		Nonce:          md.Nonce,
+		Auth:           key,
 		Description:    req.Description,
 		HasDescription: hasOption(req, pcp.OptDescription),
 		Filters:        filters,
@@ -110,9 +113,9 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort) ([]b
 				continue
 			}
 			for _, l := range s.m.List() {
-				if l.Proto == p && l.Client == client && l.InternalAddr == internal && l.Origin == lease.OriginPCP && l.Nonce == md.Nonce {
+				if l.Proto == p && l.Client == client && l.InternalAddr == internal && l.Origin == lease.OriginPCP && l.Nonce == md.Nonce && l.Auth == key {
 					if _, err := s.m.Map(lease.Request{Origin: lease.OriginPCP, Proto: p, Client: client,
-						InternalAddr: internal, InternalPort: l.InternalPort, Nonce: md.Nonce}); err != nil {
+						InternalAddr: internal, InternalPort: l.InternalPort, Nonce: md.Nonce, Auth: key}); err != nil {
 						return fail(pcpResult(err))
 					}
 					n++

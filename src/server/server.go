@@ -43,8 +43,16 @@ type Config struct {
 	// DefaultAnnounceAddr, 224.0.0.1:5350).
 	NoAnnounce   bool
 	AnnounceAddr netip.AddrPort
-	Clock        clock.Clock  // nil: real clock
-	Logger       *slog.Logger // nil: discard
+	// AuthMode and AuthKeys set up authenticated requests (auth.go);
+	// the zero AuthMode is AuthOff. Invalid keys are logged and left
+	// out (see SetAuth). AuthSeqs are the highest AUTH sequence numbers
+	// saved by the previous run (see Server.AuthSeqs): requests at or
+	// below them are replays.
+	AuthMode AuthMode
+	AuthKeys []Key
+	AuthSeqs map[[8]byte]uint64
+	Clock    clock.Clock  // nil: real clock
+	Logger   *slog.Logger // nil: discard
 }
 
 // Stats counts datagrams since start.
@@ -66,6 +74,11 @@ type Server struct {
 	m       *lease.Manager
 	started time.Time
 	limiter *limiter
+	auth    *authenticator
+	// epochReset is when the epoch last started again at 0 (nil: never;
+	// see epoch.go); announceGen numbers the announcement rounds.
+	epochReset  atomic.Pointer[time.Time]
+	announceGen atomic.Uint64
 
 	stats struct {
 		received, answered, dropped, rateLimited, errors, pcp, natpmp atomic.Uint64
@@ -102,14 +115,25 @@ func New(cfg Config) *Server {
 	}
 	s.started = s.clk.Now()
 	s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	s.auth = newAuthenticator(cfg.AuthSeqs)
+	if err := s.SetAuth(cfg.AuthMode, cfg.AuthKeys); err != nil {
+		// Fail closed: the mode stays, with no key to satisfy it.
+		s.log.Error("authentication keys refused", "err", err)
+		s.SetAuth(cfg.AuthMode, nil)
+	}
 	return s
 }
 
 // Epoch returns the current epoch in seconds (RFC 6887 section 8.5, RFC 6886
 // section 3.6): the seconds since this server's state began, continuing
-// across a restart whose leases were restored.
+// across a restart whose leases were restored, and starting again at 0 when
+// the external address changes (ResetEpoch, epoch.go).
 func (s *Server) Epoch() uint32 {
-	return s.cfg.EpochBase + uint32(s.clk.Now().Sub(s.started)/time.Second)
+	base, since := s.cfg.EpochBase, s.started
+	if r := s.epochReset.Load(); r != nil {
+		base, since = 0, *r
+	}
+	return base + uint32(s.clk.Now().Sub(since)/time.Second)
 }
 
 // Stats returns the datagram counters.

@@ -15,17 +15,29 @@ import (
 	"github.com/dpf-router/dpf/src/internal/ifaddr"
 )
 
-// socket is one UDP socket bound to a LAN address (and, for interface
-// addresses, to the interface itself with SO_BINDTODEVICE, so that datagrams
-// that arrive on another interface are never delivered to it).
+// socket is the listening end for one LAN address: UDP sockets bound to it
+// (and, for interface addresses, to the interface itself with
+// SO_BINDTODEVICE, so that datagrams that arrive on another interface are
+// never delivered to them). There are steerSockets of them in one
+// SO_REUSEPORT group, among which the kernel spreads datagrams by source
+// address (see steer), each with its own reader; conn, the first, also
+// sends the announcements.
 type socket struct {
 	ifname string
 	conn   *net.UDPConn
-	done   chan struct{} // closed when the socket is closed
+	more   []*net.UDPConn // the rest of the group; empty when steering is unavailable
+	done   chan struct{}  // closed when the sockets are closed
+}
+
+// conns returns every socket of the group.
+func (sk *socket) conns() []*net.UDPConn {
+	return append([]*net.UDPConn{sk.conn}, sk.more...)
 }
 
 func (sk *socket) close() {
-	sk.conn.Close()
+	for _, c := range sk.conns() {
+		c.Close()
+	}
 	close(sk.done)
 }
 
@@ -36,6 +48,25 @@ const refreshInterval = 5 * time.Second
 // maxDatagram is larger than any valid request (PCP's limit is 1100 bytes)
 // so that oversized ones are seen as such rather than truncated.
 const maxDatagram = 2048
+
+// steerSockets is how many sockets share each listening address. A host
+// that floods the server faster than it can read fills a socket's receive
+// buffer, and the kernel then drops what arrives for that socket, whoever
+// sent it; the per-host rate limit comes too late to help, since it runs
+// after the read. With the datagrams spread over several sockets by
+// source address, a flood fills only its own socket's buffer and the
+// other hosts' requests, on other sockets, are still read: a host shares
+// its socket with a flooder only when their addresses fall in the same
+// one of steerSockets classes. Eight keeps that chance small at eight
+// idle goroutines and descriptors per address.
+const steerSockets = 8
+
+// rcvBufBytes is the receive buffer asked for each socket (the kernel
+// doubles it for its bookkeeping), a little more than the usual default
+// (net.core.rmem_default, 208 KiB) so that a burst of renewals from many
+// hosts at once is not dropped, without holding much memory on a small
+// router when every socket is flooded.
+const rcvBufBytes = 256 << 10
 
 // Serve listens on the LAN addresses and answers requests until ctx is done.
 // It fails at once if no address can be bound; addresses that appear later
@@ -114,16 +145,17 @@ func (s *Server) refresh(ctx context.Context) error {
 		if _, ok := s.socks[ap]; ok {
 			continue
 		}
-		conn, err := listen(ctx, ap, ifname)
+		sk, err := s.listenGroup(ctx, ap, ifname)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		sk := &socket{ifname: ifname, conn: conn, done: make(chan struct{})}
 		s.socks[ap] = sk
-		s.log.Info("listening", "addr", conn.LocalAddr().String(), "interface", ifname)
-		s.wg.Add(1)
-		go s.readLoop(sk)
+		s.log.Info("listening", "addr", sk.conn.LocalAddr().String(), "interface", ifname, "sockets", 1+len(sk.more))
+		for _, c := range sk.conns() {
+			s.wg.Add(1)
+			go s.readLoop(c)
+		}
 		if to := s.announceTo(ifname); to.IsValid() {
 			s.wg.Add(1)
 			go s.announce(sk, to)
@@ -135,12 +167,49 @@ func (s *Server) refresh(ctx context.Context) error {
 	return nil
 }
 
+// listenGroup opens the sockets for ap: steerSockets of them in one
+// SO_REUSEPORT group steered by source address, or, where the kernel
+// refuses the steering program, a single socket.
+func (s *Server) listenGroup(ctx context.Context, ap netip.AddrPort, ifname string) (*socket, error) {
+	first, err := listen(ctx, ap, ifname)
+	if err != nil {
+		return nil, err
+	}
+	sk := &socket{ifname: ifname, conn: first, done: make(chan struct{})}
+	if err := steer(first, steerSockets); err != nil {
+		s.log.Warn("one socket for all hosts: a flooding host can delay others' requests", "addr", ap.String(), "err", err)
+		return sk, nil
+	}
+	for range steerSockets - 1 {
+		c, err := listen(ctx, ap, ifname)
+		if err != nil {
+			// The group works with fewer sockets (the program's
+			// index past the last one falls back to the kernel's
+			// hash), so keep what was opened.
+			s.log.Warn("opening a steered socket", "addr", ap.String(), "err", err)
+			break
+		}
+		sk.more = append(sk.more, c)
+	}
+	return sk, nil
+}
+
+// listen opens one UDP socket on ap, in the SO_REUSEPORT group of ap, bound
+// to ifname unless it is empty.
 func listen(ctx context.Context, ap netip.AddrPort, ifname string) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
+			for _, o := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, 1); serr != nil {
+					return
+				}
+			}
+			// SO_RCVBUFFORCE passes net.core.rmem_max (dpfd runs
+			// as root); without CAP_NET_ADMIN, SO_RCVBUF gives what
+			// rmem_max allows. Neither failing matters.
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes) != nil {
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBufBytes)
 			}
 			if ifname != "" {
 				serr = unix.BindToDevice(int(fd), ifname)
@@ -158,11 +227,54 @@ func listen(ctx context.Context, ap netip.AddrPort, ifname string) (*net.UDPConn
 	return pc.(*net.UDPConn), nil
 }
 
-func (s *Server) readLoop(sk *socket) {
+// skfNetOff is SKF_NET_OFF (linux/filter.h): added to a classic BPF load
+// offset, it addresses the packet's network (IP) header rather than the
+// data the program starts at (for a SO_REUSEPORT program, the UDP
+// payload).
+const skfNetOff = -0x100000
+
+// ipv4SrcOff is the offset of the source address in the IPv4 header (RFC
+// 791 section 3.1).
+const ipv4SrcOff = 12
+
+// steer attaches to conn's SO_REUSEPORT group a classic BPF program that
+// sends each datagram to socket number (IPv4 source address mod n) of the
+// group, in the order the sockets joined it (SO_ATTACH_REUSEPORT_CBPF,
+// Linux 4.5). A number past the group's last socket makes the kernel fall
+// back to its own hash, so a group that is not yet (or no longer) full
+// still gets every datagram.
+func steer(conn *net.UDPConn, n int) error {
+	srcOff := int32(skfNetOff + ipv4SrcOff) // negative: the kernel reads it as signed
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: uint32(srcOff)},
+		{Code: unix.BPF_ALU | unix.BPF_MOD | unix.BPF_K, K: uint32(n)},
+		{Code: unix.BPF_RET | unix.BPF_A},
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("steering datagrams by source: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	}); err != nil {
+		return fmt.Errorf("steering datagrams by source: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("steering datagrams by source (SO_ATTACH_REUSEPORT_CBPF): %w", serr)
+	}
+	return nil
+}
+
+// readLoop answers the datagrams read from conn until it is closed. The
+// per-host rate limit is the first thing Handle checks, so a flood costs a
+// read and a map lookup per datagram, no parsing.
+func (s *Server) readLoop(conn *net.UDPConn) {
 	defer s.wg.Done()
 	buf := make([]byte, maxDatagram)
 	for {
-		n, src, err := sk.conn.ReadFromUDPAddrPort(buf)
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -171,7 +283,7 @@ func (s *Server) readLoop(sk *socket) {
 			continue
 		}
 		if resp := s.Handle(buf[:n], src); resp != nil {
-			if _, err := sk.conn.WriteToUDPAddrPort(resp, src); err != nil {
+			if _, err := conn.WriteToUDPAddrPort(resp, src); err != nil {
 				s.log.Debug("sending response", "to", src.String(), "err", err)
 			}
 		}
