@@ -26,6 +26,17 @@ type Status struct {
 	Uptime          float64           `json:"uptime_seconds"`
 	DB              string            `json:"db"`
 	Counters        map[string]uint64 `json:"counters"`
+	// Runtime is the daemon process's resource use (for leak checks and
+	// monitoring).
+	Runtime Runtime `json:"runtime"`
+}
+
+// Runtime is a snapshot of the daemon process's resource use.
+type Runtime struct {
+	Goroutines int    `json:"goroutines"`
+	HeapInuse  uint64 `json:"heap_inuse_bytes"` // Go heap spans in use (runtime.MemStats.HeapInuse)
+	RSS        uint64 `json:"rss_bytes"`        // resident set size (VmRSS of /proc/self/status); 0 if unknown
+	OpenFDs    int    `json:"open_fds"`         // entries of /proc/self/fd; -1 if unknown
 }
 
 // Lease is one mapping as the API shows it.
@@ -36,6 +47,7 @@ type Lease struct {
 	InternalPort uint16    `json:"int_port"`
 	Client       string    `json:"client"`
 	Origin       string    `json:"origin"`
+	Auth         string    `json:"auth,omitempty"` // key that authenticated the request that made it; absent: none
 	Description  string    `json:"description,omitempty"`
 	Filters      []string  `json:"filters,omitempty"`
 	Lifetime     int64     `json:"lifetime"`

@@ -52,6 +52,7 @@ func (d *Daemon) Status() control.Status {
 		Epoch:           d.srv.Epoch(),
 		Uptime:          time.Since(d.started).Seconds(),
 		DB:              cfg.DB,
+		Runtime:         runtimeStats(),
 	}
 	for _, p := range lan {
 		st.LANSubnets = append(st.LANSubnets, p.String())
@@ -65,6 +66,7 @@ func (d *Daemon) Status() control.Status {
 		"refused": c.Refused, "failures": c.Failures,
 		"requests": s.Received, "answered": s.Answered, "dropped": s.Dropped,
 		"rate_limited": s.RateLimited, "error_responses": s.Errors, "pcp": s.PCP, "natpmp": s.NATPMP,
+		"firewall_repairs": d.healStats.repairs.Load(), // heal.go
 	}
 	return st
 }
@@ -95,6 +97,7 @@ func leaseView(l lease.Lease, now time.Time) control.Lease {
 		InternalPort: l.InternalPort,
 		Client:       l.Client.String(),
 		Origin:       string(l.Origin),
+		Auth:         l.Auth,
 		Description:  l.Description,
 		Lifetime:     int64(l.Lifetime / time.Second),
 		Created:      l.Created.UTC().Truncate(time.Second),

@@ -45,8 +45,14 @@ type Daemon struct {
 	srv   *server.Server
 	ctl   *control.Listener
 	bus   *dbusapi.Service // nil when option dbus is off
+	auth  authSaver        // auth.go: the replay state last stored
+	// reserved: the external ports never handed out (reserved_ports and
+	// the router's own listening sockets).
+	reserved *reservedPorts
 
-	extAddr atomic.Pointer[netip.Addr]
+	extAddr   atomic.Pointer[netip.Addr]
+	wan       wanState  // wan.go: the last external address, for epoch resets
+	healStats healStats // heal.go: firewall repairs
 
 	mu  sync.Mutex
 	cfg *config.Config // guarded by mu
@@ -88,6 +94,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	d.store = st
 
 	d.lan = lanPrefixes(cfg.LANInterfaces)
+	d.reserved = newReservedPorts(cfg.ReservedPorts, cfg.WANInterface, d.ExternalAddr, log.With("component", "reserved"))
 	d.bus = newBus(cfg, busBackend{d}, log)
 	var onChange func(lease.Event)
 	if d.bus != nil {
@@ -105,6 +112,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		Firewall:           fw,
 		Store:              st,
 		OnChange:           onChange,
+		Reserved:           d.reserved.reserved,
 	})
 
 	stored, bad, err := st.Load()
@@ -127,8 +135,34 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	log.Info("leases restored", "restored", restored, "expired", dropped, "backend", fw.Name(),
 		"sync_time", time.Since(syncStart).String())
 
-	epoch := d.restoredEpoch(restored > 0)
+	// The external address the saved state was granted on: a new one
+	// (changed while dpfd was stopped) resets the epoch below, and one
+	// that appears later is compared with it (wan.go).
+	savedExt, err := st.LoadExternal()
+	if err != nil {
+		log.Warn("reading the saved external address", "err", err)
+	}
+	if restored > 0 {
+		d.wan.last = savedExt
+	}
 	d.updateExternal()
+	epoch := d.restoredEpoch(restored > 0)
+	if ext := d.ExternalAddr(); ext.IsValid() && ext != savedExt {
+		if epoch != 0 && savedExt.IsValid() {
+			log.Warn("external address changed while dpfd was stopped: epoch reset to 0",
+				"addr", ext.String(), "previous", savedExt.String())
+			epoch = 0
+		}
+		if err := st.SaveExternal(ext); err != nil {
+			log.Warn("saving the external address", "err", err)
+		}
+	}
+	authMode, authKeys := serverAuth(cfg)
+	authSeqs, err := loadAuthSeqs(st, authMode, log)
+	if err != nil {
+		d.closeResources()
+		return nil, err
+	}
 	d.srv = server.New(server.Config{
 		LANInterfaces: cfg.LANInterfaces,
 		ExtraListen:   opts.ExtraListen,
@@ -137,6 +171,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		RateLimit:     cfg.RateLimit,
 		RateBurst:     cfg.RateBurst,
 		EpochBase:     epoch,
+		AuthMode:      authMode,
+		AuthKeys:      authKeys,
+		AuthSeqs:      authSeqs,
 		Clock:         d.clk,
 		Logger:        log.With("component", "server"),
 	})
@@ -153,9 +190,14 @@ func checkpointInterval(cfg *config.Config) time.Duration {
 }
 
 // restoredEpoch continues the PCP epoch when lease state was restored
-// (RFC 6887 section 8.5): the saved value plus the downtime when the wall
-// clock looks sane, else plus one checkpoint interval so it never goes back.
-// Without restored state the epoch starts again at 0, which tells clients to
+// (RFC 6887 section 8.5): the saved value plus the time since it was saved
+// when the wall clock looks sane, else plus the longest the saved value can
+// lag (one checkpoint interval and one watch tick), so that it never goes
+// back. The wall clock is not sane when it reads before the save (a router
+// without a real-time clock booting at its build date) or more than a day
+// after it (set far forwards); a step while dpfd runs is followed by a save
+// (see watch), so the saved time is of the clock as it was set. Without
+// restored state the epoch starts again at 0, which tells clients to
 // re-create their mappings.
 func (d *Daemon) restoredEpoch(restored bool) uint32 {
 	if !restored {
@@ -167,7 +209,7 @@ func (d *Daemon) restoredEpoch(restored bool) uint32 {
 	}
 	down := time.Since(at)
 	if down < 0 || down > 24*time.Hour {
-		down = checkpointInterval(d.cfg)
+		down = checkpointInterval(d.cfg) + watchInterval
 	}
 	return e + uint32(down/time.Second)
 }
@@ -187,6 +229,10 @@ func (d *Daemon) ExternalAddr() netip.Addr {
 }
 
 func (d *Daemon) updateExternal() {
+	// One update at a time (wan.go), so that the address stored is the
+	// one read last and each change is acted on once.
+	d.wan.mu.Lock()
+	defer d.wan.mu.Unlock()
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
@@ -208,6 +254,7 @@ func (d *Daemon) updateExternal() {
 			d.log.Warn("no external address on WAN interface", "interface", cfg.WANInterface)
 		}
 	}
+	d.externalChangedLocked(addr)
 }
 
 func firstIPv4(ifname string) netip.Addr {
@@ -263,7 +310,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.bus.Run(ctx) }()
 	}
-	wg.Add(4)
+	wg.Add(6)
 	go func() { defer wg.Done(); d.m.Run(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -274,17 +321,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); ctl.Serve(ctx, d.handle, d.log.With("component", "control")) }()
 	go func() { defer wg.Done(); d.watch(ctx) }()
+	go func() { defer wg.Done(); d.heal(ctx) }()     // heal.go
+	go func() { defer wg.Done(); d.watchWAN(ctx) }() // wan.go
 	// Save the epoch now, not only at the first checkpoint, so that a
 	// crash before then still lets the next start continue it.
 	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 		d.log.Warn("saving epoch", "err", err)
 	}
 	d.log.Info("dpfd running", "version", Version,
-		"backend", d.fw.Name(), "leases", d.m.Len(), "epoch", d.srv.Epoch())
+		"backend", d.fw.Name(), "leases", d.m.Len(), "epoch", d.srv.Epoch(), "auth", d.srv.AuthMode().String())
 	wg.Wait()
 	if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 		d.log.Warn("saving epoch", "err", err)
 	}
+	d.saveAuthSeqs()
 	d.closeResources()
 	d.log.Info("dpfd stopped")
 	return serveErr
@@ -295,6 +345,10 @@ func (d *Daemon) watch(ctx context.Context) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
 	lastSave := time.Now()
+	// A wall-clock step makes the saved epoch's time wrong, and with it
+	// the downtime restoredEpoch adds at the next start: save it again at
+	// once.
+	jumps := clock.NewJumpDetector(d.clk, 0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -311,17 +365,19 @@ func (d *Daemon) watch(ctx context.Context) {
 		}
 		interval := checkpointInterval(d.cfg)
 		d.mu.Unlock()
-		if time.Since(lastSave) >= interval {
+		if step, _ := jumps.Check(); step != 0 || time.Since(lastSave) >= interval {
 			if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 				d.log.Warn("saving epoch", "err", err)
 			}
+			d.saveAuthSeqs()
 			lastSave = time.Now()
 		}
 	}
 }
 
 // Reload re-reads the configuration file and applies what can change
-// without a restart: rules, lifetimes, quotas, external address override.
+// without a restart: rules, lifetimes, quotas, external address override,
+// authentication mode and keys.
 // Interfaces, backend, database and socket paths and the D-Bus options
 // need a restart.
 func (d *Daemon) Reload() error {
@@ -345,6 +401,10 @@ func (d *Daemon) Reload() error {
 	d.m.SetPolicy(d.policy())
 	d.mu.Unlock()
 	d.m.SetLimits(cfg.MinLifetime, cfg.MaxLifetime, cfg.MaxPerHost, cfg.MaxLeases)
+	if err := d.applyAuth(cfg); err != nil {
+		d.log.Error("authentication keys refused; keeping the old ones", "err", err)
+	}
+	d.reserved.set(cfg.ReservedPorts)
 	d.updateExternal()
 	d.log.Info("configuration reloaded", "file", d.cfgPath, "rules", len(cfg.Rules))
 	return nil

@@ -10,6 +10,7 @@
 //	dpfd check [-c FILE]          validate the configuration file
 //	dpfd cleanup [-c FILE]        remove every rule dpfd added
 //	dpfd rpcd [-c FILE] list | call METHOD   the rpcd plugin (rpcd.go)
+//	dpfd genkey [-q] [NAME]       a new client key (genkey.go)
 //	dpfd version
 //
 // Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 the
@@ -65,6 +66,7 @@ commands:
   check [-c FILE]                     validate the configuration file
   cleanup [-c FILE]                   remove every firewall rule dpfd added
   rpcd [-c FILE] list|call METHOD     the rpcd plugin behind ubus object "dpf"
+  genkey [-q] [NAME]                  print a new client key and its config key section
   version                             print the version
 
 -c FILE defaults to ` + defaultConfig + `; the other commands use it to find
@@ -79,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	if cmd == "rpcd" { // own flags; must answer "list" without a configuration
 		return runRPCD(args, os.Stdin, stdout, stderr)
+	}
+	if cmd == "genkey" { // needs no configuration (genkey.go)
+		return runGenkey(args, genkeyRand, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("dpfd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -316,8 +321,12 @@ func printLeases(w io.Writer, ls []control.Lease) {
 		if len(l.Filters) > 0 {
 			desc = strings.TrimSpace(desc + " [from " + strings.Join(l.Filters, ", ") + "]")
 		}
+		via := l.Origin
+		if l.Auth != "" {
+			via += " key " + l.Auth
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%s\t%s\t%s\n", l.Proto, l.ExternalPort, l.InternalAddr, l.InternalPort,
-			l.Client, l.Origin, (time.Duration(l.ExpiresIn) * time.Second).String(), desc)
+			l.Client, via, (time.Duration(l.ExpiresIn) * time.Second).String(), desc)
 	}
 	tw.Flush()
 }
