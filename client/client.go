@@ -85,6 +85,15 @@ type Config struct {
 	// MaxJitter bounds the random delay before mappings are re-created
 	// after state loss; zero means DefaultMaxJitter.
 	MaxJitter time.Duration
+	// Key, when set, authenticates every PCP request with DPF's AUTH
+	// option (see auth.go): pcp.MinAuthKeyLen to pcp.MaxAuthKeyLen bytes,
+	// the secret of a "config key" section on the gateway (dpfd genkey
+	// makes one; pcp.ParseAuthKey reads its text form). Answers must be
+	// signed with it. The client then speaks PCP only, never NAT-PMP nor
+	// unsigned PCP; a gateway that does not support the option makes
+	// requests fail with ErrAuthUnsupported. Force "natpmp" with a Key is
+	// an error. New copies the key.
+	Key []byte
 	// Logger receives debug and info logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock used for the epoch check and for Expiry; nil means
@@ -99,7 +108,8 @@ type Config struct {
 // one listening for gateway announcements; Close stops them all.
 type Client struct {
 	cfg      Config
-	force    string // "", PCP or NATPMP
+	force    string  // "", PCP or NATPMP
+	sig      *signer // nil without Config.Key
 	log      *slog.Logger
 	now      func() time.Time
 	discover func() (netip.Addr, error)
@@ -138,9 +148,22 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Lifetime < 0 || cfg.InitialRetransmit < 0 || cfg.MaxJitter < 0 {
 		return nil, errors.New("client: negative duration in Config")
 	}
+	var sig *signer
+	if cfg.Key != nil {
+		if force == NATPMP {
+			return nil, errors.New("client: Config.Key needs PCP: NAT-PMP cannot authenticate requests")
+		}
+		var err error
+		if sig, err = newSigner(cfg.Key); err != nil {
+			return nil, err
+		}
+		cfg.Key = sig.key
+		force = PCP // never fall back to NAT-PMP
+	}
 	c := &Client{
 		cfg:             cfg,
 		force:           force,
+		sig:             sig,
 		log:             cfg.Logger,
 		now:             cfg.Now,
 		discover:        discoverGateway,
@@ -353,7 +376,7 @@ func (c *Client) request(ctx context.Context, p mapParams, self *Mapping) (answe
 	}
 	proto := c.currentProto()
 	if proto != NATPMP {
-		ans, err := pcpMap(ctx, gw, c.irt(PCP), c.now, p)
+		ans, err := pcpMap(ctx, gw, c.irt(PCP), c.now, c.sig, p)
 		if !unsuppVersion(err) || c.force == PCP {
 			if proto == "" && (err == nil || errors.As(err, new(*ResultError))) {
 				c.setProto(gw, PCP)
@@ -416,6 +439,10 @@ func (c *Client) Protocol(ctx context.Context) (string, error) {
 	if c.isClosed() {
 		return "", fmt.Errorf("client: protocol: %w", ErrClosed)
 	}
+	// With Config.Key the protocol is PCP (forced): nothing is probed.
+	// Whether the gateway supports authentication shows in the first
+	// MAP, which every gateway answers (miniupnpd ignores an ANNOUNCE
+	// carrying an option).
 	if p := c.currentProto(); p != "" {
 		return p, nil
 	}

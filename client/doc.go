@@ -59,4 +59,15 @@
 // NAT-PMP from 250 ms doubling, nine attempts. Every mapping has its own
 // random PCP nonce for its whole life, and responses that do not match the
 // request (opcode, nonce, protocol, internal port) are ignored.
+//
+// # Authentication
+//
+// With Config.Key set (a key from dpfd genkey, configured on the router in
+// a "config key" section), every PCP request carries DPF's AUTH option, an
+// HMAC-SHA256 over the request with a fresh sequence number for each
+// transmission, and only answers signed with the same key can grant a
+// mapping. The client then speaks PCP only: never NAT-PMP, never unsigned
+// PCP. A gateway without DPF authentication answers UNSUPP_OPTION and
+// requests fail with ErrAuthUnsupported; a key the router does not accept
+// gives ErrNotAuthorized. auth.go has the details.
 package client

@@ -77,8 +77,10 @@ func natpmpSchedule(irt time.Duration) schedule {
 // fresh UDP socket connected to it, bound to laddr (any address when laddr
 // is the zero Addr) and an ephemeral port.
 //
-// build makes the request from the socket's local address; the same bytes
-// are retransmitted on the schedule sched. handle is given every datagram
+// build makes the request from the socket's local address, for every
+// transmission on the schedule sched: the same bytes unless the request is
+// signed, which takes a fresh sequence number each time (auth.go); an error
+// from build ends the exchange with it. handle is given every datagram
 // that arrives; it returns done false to ignore the datagram and keep
 // waiting (a response to something else, a forgery, garbage), or done true
 // to end the exchange with its error. exchange returns the local address
@@ -88,7 +90,7 @@ func natpmpSchedule(irt time.Duration) schedule {
 // an ICMP error, the error wraps ErrGatewayUnreachable (and the context's
 // error, if that ended it).
 func exchange(ctx context.Context, gw netip.AddrPort, laddr netip.Addr, sched schedule,
-	build func(local netip.AddrPort) []byte, handle func(b []byte) (done bool, err error)) (netip.AddrPort, error) {
+	build func(local netip.AddrPort) ([]byte, error), handle func(b []byte) (done bool, err error)) (netip.AddrPort, error) {
 	var la *net.UDPAddr
 	if laddr.IsValid() {
 		la = net.UDPAddrFromAddrPort(netip.AddrPortFrom(laddr, 0))
@@ -106,7 +108,6 @@ func exchange(ctx context.Context, gw netip.AddrPort, laddr netip.Addr, sched sc
 	}()
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	req := build(local)
 	buf := make([]byte, maxDatagram)
 
 	fail := func(err error) (netip.AddrPort, error) {
@@ -122,6 +123,10 @@ func exchange(ctx context.Context, gw netip.AddrPort, laddr netip.Addr, sched sc
 			return local, unreachable(gw, fmt.Errorf("no answer after %d attempts", attempts))
 		}
 		attempts++
+		req, err := build(local)
+		if err != nil {
+			return local, err
+		}
 		if _, err := conn.Write(req); err != nil {
 			return fail(err)
 		}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -33,8 +34,23 @@ type fakeGW struct {
 	refuseNAT  uint16   // NAT-PMP result code for mapping requests, 0 grants
 	shift      uint16   // granted external port = suggested + shift
 	maxLife    uint32   // cap on granted lifetime, 0 none
-	maps       map[fakeKey]fakeMap
-	reqs       []fakeReq
+	// authKey makes the gateway check DPF AUTH options as dpfd does with
+	// option auth 'optional' (signed requests must verify and not be
+	// replays; answers to them are signed); nil treats the option as an
+	// unknown mandatory one (UNSUPP_OPTION), as a gateway without DPF
+	// authentication does.
+	authKey []byte
+	// forge lists bad answers sent before the next real answer to a
+	// signed request: "unsigned" (no AUTH option), "badmac" (signed with
+	// another key), "oldseq" (signed for a sequence number not sent),
+	// "flipped" (signed, then one bit of the MAC changed).
+	forge []string
+	// forgeOnly sends the forged answers, for every signed request, and
+	// never the real one.
+	forgeOnly bool
+	authSeen  map[uint64]bool // sequence numbers accepted
+	maps      map[fakeKey]fakeMap
+	reqs      []fakeReq
 }
 
 type fakeKey struct {
@@ -61,6 +77,9 @@ type fakeReq struct {
 	suggAddr   netip.Addr
 	clientAddr netip.Addr
 	desc       string
+	signed     bool   // carried an AUTH option
+	seq        uint64 // its sequence number
+	size       int    // datagram size
 }
 
 var fakeExternal = netip.MustParseAddr("203.0.113.7")
@@ -78,6 +97,7 @@ func startFakeGW() (*fakeGW, error) {
 		epochBase: 1000,
 		started:   time.Now(),
 		maps:      map[fakeKey]fakeMap{},
+		authSeen:  map[uint64]bool{},
 	}
 	go g.serve()
 	return g, nil
@@ -167,7 +187,7 @@ func (g *fakeGW) handle(pkt []byte, src netip.AddrPort) [][]byte {
 	if len(pkt) < 2 {
 		return nil
 	}
-	rec := fakeReq{src: src, pcp: pkt[0] != natpmp.Version, op: pkt[1]}
+	rec := fakeReq{src: src, pcp: pkt[0] != natpmp.Version, op: pkt[1], size: len(pkt)}
 	var out [][]byte
 	if rec.pcp {
 		out = g.handlePCPLocked(pkt, &rec)
@@ -185,7 +205,53 @@ func (g *fakeGW) handle(pkt []byte, src netip.AddrPort) [][]byte {
 	return out
 }
 
+// handlePCPLocked handles the AUTH option, if any, then answerPCPLocked.
 func (g *fakeGW) handlePCPLocked(pkt []byte, rec *fakeReq) [][]byte {
+	a, found, err := pcp.ParseAuth(pkt)
+	if found && err == nil {
+		rec.signed, rec.seq = true, a.Seq
+	}
+	if g.authKey == nil || !found || g.natpmpOnly {
+		return g.answerPCPLocked(pkt, rec)
+	}
+	if err := a.Verify(pkt, g.authKey); err != nil || g.authSeen[a.Seq] {
+		return [][]byte{pcp.AppendErrorResponse(nil, pkt[:a.Offset], pcp.ResultNotAuthorized, 1800, g.epochLocked())}
+	}
+	g.authSeen[a.Seq] = true
+	var out [][]byte
+	for _, kind := range g.forge {
+		for _, b := range g.answerPCPLocked(pkt[:a.Offset], &fakeReq{}) {
+			b = append([]byte(nil), b...)
+			if len(b) >= pcp.ResponseHeaderSize+pcp.MapPayloadSize && b[1] == pcp.ResponseBit|pcp.OpMap {
+				b[pcp.ResponseHeaderSize+18], b[pcp.ResponseHeaderSize+19] = 0, 1 // external port 1
+			}
+			switch kind {
+			case "badmac":
+				b, _ = pcp.SignResponse(b, bytes.Repeat([]byte{0xee}, 32), a.Seq)
+			case "oldseq":
+				b, _ = pcp.SignResponse(b, g.authKey, a.Seq-1)
+			case "flipped":
+				b, _ = pcp.SignResponse(b, g.authKey, a.Seq)
+				b[len(b)-1] ^= 1
+			}
+			out = append(out, b)
+		}
+	}
+	if g.forgeOnly {
+		return out
+	}
+	g.forge = nil
+	for _, b := range g.answerPCPLocked(pkt[:a.Offset], rec) {
+		s, err := pcp.SignResponse(b, g.authKey, a.Seq)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (g *fakeGW) answerPCPLocked(pkt []byte, rec *fakeReq) [][]byte {
 	epoch := g.epochLocked()
 	if g.natpmpOnly {
 		// What a NAT-PMP-only gateway answers: a version 0 message with

@@ -62,10 +62,12 @@ func pcpUnsuppVersion(b []byte) bool {
 // internal port. Anything else is ignored. A header-only error response
 // (24 bytes, which cannot echo the nonce) is accepted too, since a server
 // that could not parse the request cannot echo it; the socket is connected,
-// so only the gateway's address and port can send it.
-func pcpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func() time.Time, p mapParams) (answer, error) {
+// so only the gateway's address and port can send it. With a signer every
+// transmission is signed and answers are checked as auth.go says.
+func pcpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func() time.Time, sig *signer, p mapParams) (answer, error) {
 	var ans answer
-	build := func(local netip.AddrPort) []byte {
+	tx := sig.newTx()
+	build := func(local netip.AddrPort) ([]byte, error) {
 		req := pcp.Request{
 			Version:    pcp.Version,
 			Op:         pcp.OpMap,
@@ -88,18 +90,36 @@ func pcpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func(
 			req.Map.ExternalAddr = netip.IPv4Unspecified()
 		}
 		if p.desc != "" && p.lifetime > 0 {
-			req.Options = []pcp.Option{pcp.DescriptionOption(p.desc)}
+			desc := p.desc
+			if tx != nil {
+				desc = truncateDesc(desc, maxSignedDesc)
+			}
+			req.Options = []pcp.Option{pcp.DescriptionOption(desc)}
 		}
-		return req.AppendTo(nil)
+		if tx != nil {
+			return tx.sign(req.AppendTo(nil))
+		}
+		return req.AppendTo(nil), nil
 	}
 	handle := func(b []byte) (bool, error) {
 		if pcpUnsuppVersion(b) {
-			return true, &ResultError{Protocol: PCP, Op: pcp.OpMap, Code: pcp.ResultUnsuppVersion}
+			re := &ResultError{Protocol: PCP, Op: pcp.OpMap, Code: pcp.ResultUnsuppVersion}
+			if tx != nil {
+				err, _ := unsignedRefusal(re)
+				return true, err
+			}
+			return true, re
 		}
+		signed := tx == nil || tx.signed(b)
 		if len(b) == pcp.ResponseHeaderSize && b[0] == pcp.Version && b[1] == pcp.ResponseBit|pcp.OpMap && b[3] != pcp.ResultSuccess {
+			re := &ResultError{Protocol: PCP, Op: pcp.OpMap, Code: b[3], Lifetime: binary.BigEndian.Uint32(b[4:8])}
+			if !signed {
+				err, ok := unsignedRefusal(re)
+				return ok, err
+			}
 			ans.have, ans.at = true, now()
 			ans.epoch = binary.BigEndian.Uint32(b[8:12])
-			return true, &ResultError{Protocol: PCP, Op: pcp.OpMap, Code: b[3], Lifetime: binary.BigEndian.Uint32(b[4:8])}
+			return true, re
 		}
 		r, err := pcp.ParseResponse(b)
 		if err != nil || r.Op != pcp.OpMap {
@@ -107,6 +127,13 @@ func pcpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func(
 		}
 		if r.Map.Nonce != p.nonce || r.Map.Protocol != uint8(p.proto) || r.Map.InternalPort != p.port {
 			return false, nil
+		}
+		if !signed {
+			if r.Result == pcp.ResultSuccess {
+				return false, nil // a grant must be signed
+			}
+			err, ok := unsignedRefusal(&ResultError{Protocol: PCP, Op: pcp.OpMap, Code: r.Result, Lifetime: r.Lifetime})
+			return ok, err
 		}
 		ans.have, ans.at, ans.epoch = true, now(), r.Epoch
 		if r.Result != pcp.ResultSuccess {
@@ -123,11 +150,11 @@ func pcpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func(
 
 // pcpAnnounce sends a PCP ANNOUNCE request (RFC 6887 section 14.1), which
 // creates nothing: it tells whether the gateway speaks PCP and gives its
-// epoch.
+// epoch. A Client with a key never sends it (see Client.Protocol).
 func pcpAnnounce(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func() time.Time) (answer, error) {
 	var ans answer
-	build := func(local netip.AddrPort) []byte {
-		return pcp.Request{Version: pcp.Version, Op: pcp.OpAnnounce, ClientAddr: local.Addr()}.AppendTo(nil)
+	build := func(local netip.AddrPort) ([]byte, error) {
+		return pcp.Request{Version: pcp.Version, Op: pcp.OpAnnounce, ClientAddr: local.Addr()}.AppendTo(nil), nil
 	}
 	handle := func(b []byte) (bool, error) {
 		if pcpUnsuppVersion(b) {
@@ -162,12 +189,12 @@ func natpmpOp(proto Protocol) uint8 {
 func natpmpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func() time.Time, p mapParams) (answer, error) {
 	var ans answer
 	op := natpmpOp(p.proto)
-	build := func(netip.AddrPort) []byte {
+	build := func(netip.AddrPort) ([]byte, error) {
 		req := natpmp.Request{Op: op, InternalPort: p.port, SuggestedExternalPort: p.suggested, Lifetime: p.lifetime}
 		if p.lifetime == 0 {
 			req.SuggestedExternalPort = 0 // deletion (RFC 6886 section 3.4)
 		}
-		return req.AppendTo(nil)
+		return req.AppendTo(nil), nil
 	}
 	handle := func(b []byte) (bool, error) {
 		r, err := natpmp.ParseResponse(b)
@@ -191,8 +218,8 @@ func natpmpMap(ctx context.Context, gw netip.AddrPort, irt time.Duration, now fu
 // section 3.2); it is returned in ans.external with port 0.
 func natpmpPublicAddr(ctx context.Context, gw netip.AddrPort, irt time.Duration, now func() time.Time) (answer, error) {
 	var ans answer
-	build := func(netip.AddrPort) []byte {
-		return natpmp.Request{Op: natpmp.OpPublicAddress}.AppendTo(nil)
+	build := func(netip.AddrPort) ([]byte, error) {
+		return natpmp.Request{Op: natpmp.OpPublicAddress}.AppendTo(nil), nil
 	}
 	handle := func(b []byte) (bool, error) {
 		r, err := natpmp.ParseResponse(b)

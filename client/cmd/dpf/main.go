@@ -7,6 +7,10 @@
 //	dpf status [--json]
 //	dpf version
 //
+// With --key-file FILE (before the command or among its options) or
+// $DPF_KEY_FILE, every request is authenticated with the key in FILE (see
+// dpfd genkey and option auth of dpfd); FILE must be private to its owner.
+//
 // Exit codes: 0 success, 1 failure, 2 usage error; dpf run exits with the
 // program's own status.
 package main
@@ -57,6 +61,9 @@ common options:
   --protocol pcp|natpmp   do not probe: speak only this protocol
   --lifetime DURATION     requested lifetime (default 2h; renewed automatically)
   --description TEXT      PCP DESCRIPTION shown on the router
+  --key-file FILE         authenticate requests with the key in FILE (from
+                          dpfd genkey; mode 0600); also before COMMAND, or
+                          $DPF_KEY_FILE. PCP only: no NAT-PMP, no fallback
   -v                      log what happens (to stderr)
 `
 
@@ -70,6 +77,7 @@ type common struct {
 	protocol    string
 	lifetime    time.Duration
 	description string
+	keyFile     string
 	verbose     bool
 }
 
@@ -78,6 +86,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.protocol, "protocol", "", "pcp or natpmp (default: PCP, falling back to NAT-PMP)")
 	fs.DurationVar(&c.lifetime, "lifetime", 0, "requested mapping lifetime")
 	fs.StringVar(&c.description, "description", "", "description shown on the router (PCP)")
+	fs.StringVar(&c.keyFile, "key-file", "", "authenticate requests with the key in this file (default $"+keyFileEnv+")")
 	fs.BoolVar(&c.verbose, "v", false, "verbose logging")
 }
 
@@ -95,6 +104,20 @@ func (c *common) config(stderr io.Writer) (client.Config, error) {
 			return cfg, err
 		}
 		cfg.Gateway = gw
+	}
+	keyFile := c.keyFile
+	if keyFile == "" {
+		keyFile = os.Getenv(keyFileEnv)
+	}
+	if keyFile != "" {
+		if c.protocol == "natpmp" {
+			return cfg, errors.New("--protocol natpmp cannot be used with a key: NAT-PMP cannot authenticate requests")
+		}
+		key, err := loadKeyFile(keyFile)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Key = key
 	}
 	level := slog.LevelWarn
 	if c.verbose {
@@ -121,7 +144,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
+	keyFile, args, err := globalKeyFile(args)
+	if err != nil || len(args) == 0 {
+		if err != nil {
+			fmt.Fprintln(stderr, "dpf:", err)
+		}
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
 	cmd, args := args[0], args[1:]
+	if keyFile != "" {
+		// The command's own --key-file, parsed later, wins.
+		args = append([]string{"--key-file=" + keyFile}, args...)
+	}
 	switch cmd {
 	case "expose":
 		return cmdExpose(args, stdout, stderr)
