@@ -254,6 +254,9 @@ func repoFiles(t *testing.T, dir string) map[string]fs.FileMode {
 				mode = 0o755
 			}
 		}
+		if rel == "etc/config/dpf" { // may hold client keys
+			mode = 0o600
+		}
 		out[rel] = mode
 		return nil
 	})
@@ -293,8 +296,8 @@ func checkDPFData(t *testing.T, p unpacked, tg Target) {
 	for rel, mode := range files {
 		checkFile(t, p, "/"+rel, filepath.Join(repoRoot, "files", rel), mode)
 	}
-	if files["etc/config/dpf"] != 0o644 {
-		t.Error("the configuration would not be 0644")
+	if files["etc/config/dpf"] != 0o600 {
+		t.Error("the configuration (it may hold client keys) would not be 0600")
 	}
 	var conf []string
 	for rel := range files {

@@ -40,9 +40,18 @@ var luciDepends = []string{"libc", "luci-base", "dpf"}
 // does not matter to it; 0755 lets one run them by hand.
 var execDirs = []string{"etc/init.d", "usr/libexec", "usr/sbin", "usr/bin", "sbin", "bin", "etc/hotplug.d"}
 
+// secretFiles may hold secrets (dpfd's client keys, config key sections):
+// 0600, as OpenWrt's $(INSTALL_CONF) installs configuration.
+var secretFiles = []string{"etc/config/dpf"}
+
 // fileMode returns the mode of a file at rel (slash-separated, relative to
 // "/") under the mode rules above.
 func fileMode(rel string) fs.FileMode {
+	for _, f := range secretFiles {
+		if rel == f {
+			return 0o600
+		}
+	}
 	for _, d := range execDirs {
 		if strings.HasPrefix(rel, d+"/") {
 			return 0o755

@@ -4,10 +4,11 @@
 'require uci';
 
 /*
- * Settings of dpfd: the "config dpf 'main'" section and the "config rule"
- * sections of /etc/config/dpf. dpfd rejects options it does not know, so
- * this form writes only the options of README.md's tables, and a rule is
- * always written with its action (required).
+ * Settings of dpfd: the "config dpf 'main'" section, the "config rule"
+ * sections and the "config key" sections (client keys for authenticated
+ * requests) of /etc/config/dpf. dpfd rejects options it does not know, so
+ * this form writes only the options of README.md's tables, a rule is always
+ * written with its action and a key with its secret (both required).
  */
 
 /* validatePorts accepts what dpfd's int_ports and ext_ports accept: a
@@ -24,6 +25,50 @@ function validatePorts(section_id, value) {
 	}
 
 	return _('Expecting a port (1-65535), a range like 1024-65535, or "any"');
+}
+
+/* validateSecret accepts what dpfd reads as a key: hex digits or base64
+ * (standard or URL alphabet) of 32 to 64 bytes. */
+function validateSecret(section_id, value) {
+	var v = (value || '').trim(), n = 0;
+
+	if (/^[0-9a-fA-F]+$/.test(v)) {
+		if (v.length % 2 == 0)
+			n = v.length / 2;
+	}
+	else if (/^[A-Za-z0-9+\/_-]+={0,2}$/.test(v)) {
+		n = Math.floor(v.replace(/=+$/, '').length * 3 / 4);
+	}
+
+	if (n >= 32 && n <= 64)
+		return true;
+
+	return _('Expecting a key of 64 hex digits or the base64 of 32 bytes, as "dpfd genkey" prints');
+}
+
+/* validateKeyRef accepts what a rule's option auth lists: "any" or the
+ * name of a key. */
+function validateKeyRef(section_id, value) {
+	if (value == null || value === '' || value === 'any' || /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$/.test(value))
+		return true;
+
+	return _('Expecting the name of a client key, or "any"');
+}
+
+/* keyCache holds the secrets offered for new key sections, one per section,
+ * so that a re-render does not change them. */
+var keyCache = {};
+
+/* randomKey returns 32 random bytes as 64 hex digits, from the browser's
+ * cryptographic random number generator. */
+function randomKey() {
+	var b = new Uint8Array(32), s = '';
+
+	window.crypto.getRandomValues(b);
+	for (var i = 0; i < b.length; i++)
+		s += (b[i] < 16 ? '0' : '') + b[i].toString(16);
+
+	return s;
 }
 
 /* validatePath accepts an absolute file name, as dpfd does. */
@@ -49,6 +94,7 @@ return view.extend({
 		s.addremove = false;
 		s.tab('general', _('General Settings'));
 		s.tab('limits', _('Lifetimes and limits'));
+		s.tab('auth', _('Authentication'));
 		s.tab('advanced', _('Advanced Settings'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
@@ -124,6 +170,13 @@ return view.extend({
 			_('Requests a host may send at once above the rate.'));
 		o.datatype = 'min(1)';
 		o.placeholder = '40';
+
+		o = s.taboption('auth', form.ListValue, 'auth', _('Authenticated requests'),
+			_('Hosts that hold a client key (below) sign their PCP requests with it ("dpf --key-file"). Optional: signed requests get the rights rules give their key (the shipped rules: any port, well-known ones included), unsigned ones are served as before. Required: unsigned PCP mapping requests and every NAT-PMP mapping request are refused. Off: signed requests are refused as unsupported.'));
+		o.value('off', _('off'));
+		o.value('optional', _('optional'));
+		o.value('required', _('required'));
+		o.default = 'off';
 
 		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'),
 			_('"debug" also logs every renewal.'));
@@ -210,6 +263,41 @@ return view.extend({
 		o = s.option(form.Flag, 'third_party', _('Third party'),
 			_('Lets the hosts ask for pinholes to other addresses (PCP THIRD_PARTY).'));
 		o.default = o.disabled;
+
+		o = s.option(form.DynamicList, 'auth', _('Client keys'),
+			_('The rule applies only to requests signed with one of these keys, or with any key ("any"). Empty: to every request, signed or not.'));
+		o.validate = validateKeyRef;
+		o.modalonly = true;
+
+		s = m.section(form.GridSection, 'key', _('Client keys'),
+			_('Keys that hosts on the LAN sign their requests with, when authenticated requests are on. The name is used in rules and shown with each pinhole. Give each host its own key: copy the secret to a file only its user can read and run "dpf --key-file FILE". A new key gets a random secret.'));
+		s.anonymous = false;
+		s.addremove = true;
+		s.nodescriptions = true;
+
+		o = s.option(form.Value, 'secret', _('Secret'),
+			_('64 hex digits or the base64 of 32 bytes ("dpfd genkey" prints one).'));
+		o.password = true;
+		o.modalonly = true; /* never shown in the table */
+		o.rmempty = false;
+		o.validate = validateSecret;
+		/* A new section shows a random secret, which must be written
+		 * even though it equals what cfgvalue returns. */
+		o.forcewrite = true;
+		o.cfgvalue = function(section_id) {
+			var v = uci.get('dpf', section_id, 'secret');
+
+			if (v != null && v !== '')
+				return v;
+			if (keyCache[section_id] == null)
+				keyCache[section_id] = randomKey();
+
+			return keyCache[section_id];
+		};
+
+		o = s.option(form.DynamicList, 'address', _('Allowed from'),
+			_('Addresses or prefixes the key may be used from. Empty: any.'));
+		o.datatype = 'ipaddr';
 
 		return m.render();
 	}

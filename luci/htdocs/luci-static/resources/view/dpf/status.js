@@ -97,6 +97,15 @@ function originLabel(origin) {
 	return origin || '';
 }
 
+/* viaLabel says how a lease was made: the protocol and, for a request
+ * signed with a client key (dpfd's option auth), the key's name. */
+function viaLabel(lease) {
+	var s = originLabel(lease.origin);
+	if (lease.auth)
+		s += ', ' + _('key %s').format(lease.auth);
+	return s;
+}
+
 return view.extend({
 	/* Deadlines (ms since the epoch) of the shown leases, by key. */
 	deadlines: {},
@@ -252,7 +261,7 @@ return view.extend({
 				E('td', { 'class': 'td', 'data-title': _('Description'), 'data-col': 'description' }, [
 					lease.description || '',
 					E('br'),
-					E('small', [ originLabel(lease.origin) ])
+					E('small', [ viaLabel(lease) ])
 				]),
 				E('td', { 'class': 'td dpf-time-left', 'data-title': _('Time left'), 'data-col': 'time_left' },
 					[ timeLeft(deadlines[key], now) ]),
