@@ -7,6 +7,7 @@
 #   make openwrt static dpfd and dpf for OpenWrt's architectures in bin/openwrt/<arch>/
 #   make ipk     opkg packages (OpenWrt 22.03-24.10) in bin/ipk/, without the SDK
 #   make qemu-test  the unit tests on big-endian MIPS and 32-bit ARM under qemu-user
+#   make soak    50 LAN hosts x 50 mappings renewing for SOAK_DURATION (10m): memory, goroutines, fds stay flat (root)
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -48,11 +49,11 @@ IPKBUILD  := $(GO) run ./openwrt/ipkbuild
 # qemu-user does not translate (it only handles NETLINK_ROUTE, _AUDIT and
 # _KOBJECT_UEVENT); the sock_diag codec itself is tested there.
 QEMU_PKGS := ./src/pcp ./src/natpmp ./src/config ./src/policy ./src/lease/... ./src/store ./src/server ./src/control \
-	./client ./client/cmd/dpf ./client/nattype ./client/internal/sockdiag
+	./client ./client/cmd/dpf ./client/nattype ./client/internal/sockdiag ./src/internal/listening ./src/internal/ifaddr
 QEMU_SKIP := ^(TestCrashKeepsAcknowledgedLeases|TestDumpLoopback)$$
 QEMU_TARGETS := mips:GOMIPS=softfloat:qemu-mips-static arm:GOARM=7,softfloat:qemu-arm-static
 
-.PHONY: all build demo test deps unit fuzz clean openwrt ipk qemu-test
+.PHONY: all build demo test deps unit fuzz clean openwrt ipk qemu-test soak
 
 all: build
 
@@ -88,7 +89,11 @@ demo: deps build
 
 # All tests. As root (and always in CI) tests that need root must run: a
 # skip is turned into a failure (DPF_REQUIRE_ROOT_TESTS=1) and any SKIP line
-# fails the run.
+# fails the run. CLOCK_TESTS set the system clock, so they are left out of
+# the parallel run and run afterwards, alone, with DPF_CLOCK_TESTS=1; their
+# output goes to the same log and counts in the same summary.
+CLOCK_TESTS := ^TestRebootWallClock$$
+
 test: deps
 	@mkdir -p $(ARTIFACTS)
 	@unformatted=$$(gofmt -l src client openwrt 2>/dev/null); \
@@ -96,8 +101,9 @@ test: deps
 	$(GO) vet ./...
 	@qemu=0; $(MAKE) --no-print-directory qemu-test || qemu=1; \
 	require=0; if [ "$$(id -u)" = 0 ] || [ -n "$$CI" ]; then require=1; fi; \
-	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=$$require $(GO) test -count=1 -v -timeout 20m ./... > $(ARTIFACTS)/go-test.log 2>&1; \
+	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=$$require $(GO) test -count=1 -v -timeout 20m -skip '$(CLOCK_TESTS)' ./... > $(ARTIFACTS)/go-test.log 2>&1; \
 	status=$$?; \
+	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=$$require DPF_CLOCK_TESTS=1 $(GO) test -count=1 -v -timeout 5m -run '$(CLOCK_TESTS)' ./src/systest/ >> $(ARTIFACTS)/go-test.log 2>&1 || status=1; \
 	grep -E '^(ok|FAIL|panic:|---|    --- (FAIL|SKIP))' $(ARTIFACTS)/go-test.log | grep -v -- '--- PASS' ; \
 	passed=$$(grep -cE '^ *--- PASS' $(ARTIFACTS)/go-test.log); \
 	failed=$$(grep -cE '^ *--- FAIL' $(ARTIFACTS)/go-test.log); \
@@ -118,6 +124,8 @@ unit:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./src/pcp
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./src/pcp
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAuth$$' -fuzztime=$(FUZZTIME) ./src/pcp
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthKey$$' -fuzztime=$(FUZZTIME) ./src/pcp
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./src/natpmp
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./src/natpmp
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./src/config
@@ -125,6 +133,15 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRequest$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
 	$(GO) test -run='^$$' -fuzz='^FuzzHandle$$' -fuzztime=$(FUZZTIME) ./client/nattype
 	$(GO) test -run='^$$' -fuzz='^FuzzChangeRequest$$' -fuzztime=$(FUZZTIME) ./client/nattype
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./src/internal/listening
+	$(GO) test -run='^$$' -fuzz='^FuzzParseVmRSS$$' -fuzztime=$(FUZZTIME) ./src/daemon
+	$(GO) test -run='^$$' -fuzz='^FuzzParseWords$$' -fuzztime=$(FUZZTIME) ./src/policy
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTag$$' -fuzztime=$(FUZZTIME) ./src/firewall
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRoute$$' -fuzztime=$(FUZZTIME) ./client
+	$(GO) test -run='^$$' -fuzz='^FuzzParseStat$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
+	$(GO) test -run='^$$' -fuzz='^FuzzParseControl$$' -fuzztime=$(FUZZTIME) ./openwrt/internal/ipk
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNFNL$$' -fuzztime=$(FUZZTIME) ./src/firewall
+	$(GO) test -run='^$$' -fuzz='^FuzzParseMessages$$' -fuzztime=$(FUZZTIME) ./src/internal/ifaddr
 
 # The unit tests for each QEMU_TARGETS entry (GOARCH:variant:emulator) under
 # qemu-user, logged to $(ARTIFACTS)/qemu-GOARCH.log. Failures and skips are
@@ -157,3 +174,15 @@ ipk: openwrt
 
 clean:
 	rm -rf bin $(ARTIFACTS)
+
+# The long soak test: 50 LAN hosts (network namespaces) hold 50 mappings
+# each and renew them every few seconds for SOAK_DURATION while dpfd's
+# memory, goroutines and open files are sampled (written to
+# $(ARTIFACTS)/soak.csv). `make test` runs the same test for 45 s.
+# SOAK_TIMEOUT must exceed SOAK_DURATION by the set-up (a few minutes).
+SOAK_DURATION ?= 10m
+SOAK_TIMEOUT ?= 40m
+soak:
+	@mkdir -p $(ARTIFACTS)
+	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=1 DPF_SOAK_DURATION=$(SOAK_DURATION) \
+	  $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' ./src/systest

@@ -411,9 +411,14 @@ func TestFirewall3IncludeRestoresPinholes(t *testing.T) {
 	r.mustReach("tcp", text)
 	r.mustReach("udp", uext)
 
+	// dpfd repairs its rules by itself within a second or two (see
+	// TestSelfHealingFirewall), so it is stopped while the flush is shown
+	// to break the pinholes; the include then asks it to reconcile at once.
 	for _, deleteChains := range []bool{false, true} {
+		thaw := r.freeze()
 		r.flushFW3(deleteChains)
 		r.mustNotReach("tcp", text)
+		thaw()
 		r.runFW3Include(include)
 		r.mustReach("tcp", text)
 		r.mustReach("udp", uext)
@@ -428,9 +433,11 @@ func TestFirewall3IncludeRestoresPinholes(t *testing.T) {
 
 	// WAN ifup: fw3 reloads (flushing), then 95-dpf reconciles. An event
 	// of another network does nothing.
+	thaw := r.freeze()
 	r.flushFW3(false)
 	r.runHotplug(hotplug, "ifup", "lan", "br-lan")
 	r.mustNotReach("tcp", text)
+	thaw()
 	r.runHotplug(hotplug, "ifup", "wan", "wan0")
 	r.mustReach("tcp", text)
 	r.mustReach("udp", uext)

@@ -155,11 +155,15 @@ func TestLuCISettingsOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The rule grid starts at its section declaration; options before it
-	// belong to the main section.
+	// belong to the main section. The client key grid follows the rules.
 	js := string(src)
 	split := strings.Index(js, "form.GridSection, 'rule'")
 	if split < 0 {
 		t.Fatal("settings.js has no GridSection for rule sections")
+	}
+	keySplit := strings.Index(js, "form.GridSection, 'key'")
+	if keySplit < split {
+		t.Fatal("settings.js has no GridSection for key sections after the rules")
 	}
 	optRE := regexp.MustCompile(`\.(?:tab)?option\((?:'\w+',\s*)?form\.\w+,\s*'(\w+)'`)
 	names := func(s string) []string {
@@ -169,9 +173,9 @@ func TestLuCISettingsOptions(t *testing.T) {
 		}
 		return out
 	}
-	formMain, formRule := names(js[:split]), names(js[split:])
-	if len(formMain) < 10 || len(formRule) < 5 {
-		t.Fatalf("found only %v and %v in settings.js", formMain, formRule)
+	formMain, formRule, formKey := names(js[:split]), names(js[split:keySplit]), names(js[keySplit:])
+	if len(formMain) < 10 || len(formRule) < 5 || len(formKey) < 2 {
+		t.Fatalf("found only %v, %v and %v in settings.js", formMain, formRule, formKey)
 	}
 
 	// Known to the parser: it does not call the option unknown.
@@ -183,6 +187,12 @@ func TestLuCISettingsOptions(t *testing.T) {
 	for _, n := range formRule {
 		if msg := configError(t, "", fmt.Sprintf("config rule\n\toption action 'allow'\n\toption %s 'x'\n", n)); strings.Contains(msg, "unknown option") {
 			t.Errorf("settings.js writes option %s of config rule, which dpfd rejects: %s", n, msg)
+		}
+	}
+	for _, n := range formKey {
+		key := "config key 'k'\n\toption secret '" + strings.Repeat("ab", 32) + "'\n"
+		if msg := configError(t, "", fmt.Sprintf("%s\toption %s 'x'\n", key, n)); strings.Contains(msg, "unknown option") {
+			t.Errorf("settings.js writes option %s of config key, which dpfd rejects: %s", n, msg)
 		}
 	}
 
@@ -198,8 +208,11 @@ func TestLuCISettingsOptions(t *testing.T) {
 	}
 	for _, s := range f.Sections {
 		form := formMain
-		if s.Type == config.SectionRule {
+		switch s.Type {
+		case config.SectionRule:
 			form = formRule
+		case config.SectionKey:
+			form = formKey
 		}
 		for _, o := range s.Options {
 			if !slices.Contains(form, o.Name) {
