@@ -351,9 +351,13 @@ func (m *Manager) createLocked(r Request) (Lease, error) {
 	m.counters.Created++
 	m.mu.Unlock()
 	m.noteLocked(Event{Kind: Created, Lease: e.Lease})
+	via := string(e.Origin)
+	if e.Auth != "" {
+		via += " key " + e.Auth // the key's name, never its secret
+	}
 	m.log.Info("mapping created", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
-		"via", string(e.Origin), "key", e.Auth, "lifetime", life.String(), "desc", e.Description)
+		"via", via, "lifetime", life.String(), "desc", e.Description)
 	return e.Lease, nil
 }
 
