@@ -81,6 +81,13 @@ type nftBackend struct {
 	// (see commit and Unchanged).
 	gen  genSource
 	mark cleanMark
+	// shadow is what this backend installed at generation shadow.gen.
+	// While the mark is valid at that same generation (nobody else
+	// committed since), Add and Remove diff against it instead of reading
+	// every element back, so their cost does not grow with the number of
+	// pinholes. nil when unknown. Verify leaves it alone: a Verify that
+	// vouches for a later generation does not vouch for the shadow.
+	shadow *nftShadow
 }
 
 // newNFTables returns the nftables backend. It fails with ErrUnsupported when
@@ -329,6 +336,7 @@ func (b *nftBackend) syncValid(want map[Key]Pinhole) error {
 	if err := b.commit(true, len(want)); err != nil {
 		return fmt.Errorf("firewall: nftables sync: %w", err)
 	}
+	b.setShadow(want)
 	b.cfg.Logger.Debug("nftables: synced", "pinholes", len(want))
 	return nil
 }
@@ -456,19 +464,67 @@ func (b *nftBackend) Add(p Pinhole) error {
 	if err != nil {
 		return err
 	}
-	return b.change(func(m map[Key]Pinhole) { m[p.Key()] = p }, true)
+	return b.change(p.Key(), &p)
 }
 
 // Remove deletes the elements of the pinhole with key k, in one batch.
 func (b *nftBackend) Remove(k Key) error {
-	return b.change(func(m map[Key]Pinhole) { delete(m, k) }, false)
+	return b.change(k, nil)
 }
 
-func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
+// change installs p (validated) under key k, or with p nil removes what is
+// installed under k. While the clean mark vouches for the shadow, it diffs
+// one pinhole against the shadow (a generation read and the commit, however
+// many pinholes are installed); otherwise, or if that batch fails, it reads
+// the kernel's elements and diffs them all.
+func (b *nftBackend) change(k Key, p *Pinhole) error {
+	g0, err0 := b.gen.read()
+	if err0 == nil && b.shadow != nil && b.shadow.gen == g0 && b.mark.matches(g0, b.shadow.len()) {
+		err := b.changeShadowed(g0, k, p)
+		if err == nil {
+			return nil
+		}
+		b.cfg.Logger.Debug("nftables: incremental change failed, reading the kernel", "key", k, "err", err)
+	}
+	return b.changeRead(k, p)
+}
+
+// changeShadowed is change's fast path: g0 is the generation the mark
+// matched.
+func (b *nftBackend) changeShadowed(g0 uint32, k Key, p *Pinhole) error {
+	del, add, ok := b.shadow.diff(k, p)
+	if !ok {
+		return nil // already so
+	}
+	if err := b.queueDiff(del, add); err != nil {
+		b.invalidate()
+		return err
+	}
+	count := b.shadow.len()
+	if _, had := b.shadow.pinholes[k]; had && p == nil {
+		count--
+	} else if !had && p != nil {
+		count++
+	}
+	if err := b.commitAt(g0, nil, false, count); err != nil {
+		b.invalidate()
+		return fmt.Errorf("firewall: nftables update: %w", err)
+	}
+	if b.mark.valid {
+		b.shadow.apply(k, p)
+		b.shadow.gen = b.mark.gen
+	} else {
+		b.shadow = nil
+	}
+	return nil
+}
+
+// changeRead is change's slow path: it reads every element back.
+func (b *nftBackend) changeRead(k Key, p *Pinhole) error {
 	cur, err := b.read()
 	missing := errors.Is(err, errNoTable)
 	if missing {
-		if !create {
+		if p == nil {
 			return nil
 		}
 		b.cfg.Logger.Debug("nftables: table or set missing, re-creating")
@@ -484,7 +540,11 @@ func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
 	for _, p := range ps {
 		m[p.Key()] = p
 	}
-	edit(m)
+	if p != nil {
+		m[k] = *p
+	} else {
+		delete(m, k)
+	}
 	if missing {
 		return b.syncValid(m)
 	}
@@ -492,6 +552,19 @@ func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
 	if len(del) == 0 && len(add) == 0 {
 		return nil // already so
 	}
+	if err := b.queueDiff(del, add); err != nil {
+		return err
+	}
+	if err := b.commit(false, len(m)); err != nil {
+		return fmt.Errorf("firewall: nftables update: %w", err)
+	}
+	b.setShadow(m)
+	return nil
+}
+
+// queueDiff queues the deletion of del's elements, then the addition of
+// add's, into the pending batch.
+func (b *nftBackend) queueDiff(del, add nftState) error {
 	sets := b.sets(b.table())
 	for _, name := range setOrder() {
 		if len(del[name]) > 0 {
@@ -509,10 +582,24 @@ func (b *nftBackend) change(edit func(map[Key]Pinhole), create bool) error {
 			}
 		}
 	}
-	if err := b.commit(false, len(m)); err != nil {
-		return fmt.Errorf("firewall: nftables update: %w", err)
-	}
 	return nil
+}
+
+// setShadow records m (validated; the shadow keeps it) as what the kernel
+// holds, if the clean mark vouches for it; otherwise it forgets the shadow.
+func (b *nftBackend) setShadow(m map[Key]Pinhole) {
+	if b.mark.valid && b.mark.count == len(m) {
+		b.shadow = newNFTShadow(m, b.mark.gen)
+	} else {
+		b.shadow = nil
+	}
+}
+
+// invalidate forgets the clean mark and the shadow: the next change reads
+// the kernel and the next check verifies.
+func (b *nftBackend) invalidate() {
+	b.mark = cleanMark{}
+	b.shadow = nil
 }
 
 // Cleanup deletes table ip dpf if it exists.
@@ -522,7 +609,7 @@ func (b *nftBackend) Cleanup() error {
 		return err
 	}
 	b.conn.DelTable(b.table()) // delete table ip dpf
-	b.mark = cleanMark{}
+	b.invalidate()
 	if err := b.conn.Flush(); err != nil {
 		return fmt.Errorf("firewall: nftables cleanup: %w", err)
 	}
@@ -538,8 +625,14 @@ func (b *nftBackend) Cleanup() error {
 // case). Otherwise the mark is dropped and the next Verify reads the kernel.
 func (b *nftBackend) commit(full bool, count int) error {
 	g0, err0 := b.gen.read()
+	return b.commitAt(g0, err0, full, count)
+}
+
+// commitAt is commit with the generation (or the error reading it) taken
+// before the batch was queued.
+func (b *nftBackend) commitAt(g0 uint32, err0 error, full bool, count int) error {
 	if err := b.conn.Flush(); err != nil {
-		b.mark = cleanMark{}
+		b.invalidate()
 		return err
 	}
 	g1, err1 := b.gen.read()
@@ -550,7 +643,7 @@ func (b *nftBackend) commit(full bool, count int) error {
 	case alone && b.mark.valid && b.mark.gen == g0:
 		b.mark.gen, b.mark.count = g1, count
 	default:
-		b.mark = cleanMark{}
+		b.invalidate()
 	}
 	return nil
 }

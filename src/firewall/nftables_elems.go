@@ -83,7 +83,7 @@ func nftElements(ps map[Key]Pinhole) nftState {
 		})
 		// element fwd_pinholes { INTADDR . tcp . INTPORT }
 		// Two pinholes to one internal port share the element.
-		fe := nftElem{Key: append(append(nftAddr(p.InternalAddr), byte(p.Proto), 0, 0, 0), nftRegPort(p.InternalPort)...)}
+		fe := nftFwdElem(p)
 		fwd[fe.id()] = fe
 		if len(p.Filters) == 0 {
 			continue
@@ -113,6 +113,11 @@ func nftElements(ps map[Key]Pinhole) nftState {
 		st[nftSetForward] = append(st[nftSetForward], fwd[id])
 	}
 	return st
+}
+
+// nftFwdElem is p's element of fwd_pinholes: INTADDR . PROTO . INTPORT.
+func nftFwdElem(p Pinhole) nftElem {
+	return nftElem{Key: append(append(nftAddr(p.InternalAddr), byte(p.Proto), 0, 0, 0), nftRegPort(p.InternalPort)...)}
 }
 
 func concat(bs ...[]byte) []byte {

@@ -107,11 +107,14 @@ type Manager struct {
 	// Holders of opMu may read the maps below without mu.
 	opMu sync.Mutex
 
-	mu       sync.RWMutex
-	policy   *policy.Policy
-	byKey    map[Key]*entry
-	byInt    map[internalKey]*entry
-	perHost  map[netip.Addr]int
+	mu     sync.RWMutex
+	policy *policy.Policy
+	byKey  map[Key]*entry
+	byInt  map[internalKey]*entry
+	// byHost indexes the leases by requesting host (Lease.Client): the
+	// per-host quota and a client's "delete all" cost what that host
+	// holds, not what the table holds.
+	byHost   map[netip.Addr]map[Key]*entry
 	expiries expiryHeap
 	counters Counters
 
@@ -161,16 +164,16 @@ func New(cfg Config) *Manager {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
 	m := &Manager{
-		cfg:     cfg,
-		clk:     cfg.Clock,
-		log:     cfg.Logger,
-		fw:      cfg.Firewall,
-		store:   cfg.Store,
-		wake:    make(chan struct{}, 1),
-		policy:  cfg.Policy,
-		byKey:   make(map[Key]*entry),
-		byInt:   make(map[internalKey]*entry),
-		perHost: make(map[netip.Addr]int),
+		cfg:    cfg,
+		clk:    cfg.Clock,
+		log:    cfg.Logger,
+		fw:     cfg.Firewall,
+		store:  cfg.Store,
+		wake:   make(chan struct{}, 1),
+		policy: cfg.Policy,
+		byKey:  make(map[Key]*entry),
+		byInt:  make(map[internalKey]*entry),
+		byHost: make(map[netip.Addr]map[Key]*entry),
 
 		onChange: cfg.OnChange,
 	}
@@ -306,7 +309,7 @@ func (m *Manager) createLocked(r Request) (Lease, error) {
 	if len(m.byKey) >= m.cfg.MaxLeases {
 		return Lease{}, m.refuse(r, fmt.Errorf("%w: %d leases, the configured maximum", ErrNoResources, len(m.byKey)))
 	}
-	if n := m.perHost[r.Client]; n >= m.cfg.MaxPerHost {
+	if n := len(m.byHost[r.Client]); n >= m.cfg.MaxPerHost {
 		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s holds %d leases", ErrQuota, r.Client, n))
 	}
 	ranges := pol.ExtRanges(m.policyRequest(r, 0))
@@ -506,8 +509,8 @@ func (m *Manager) DeleteAll(client netip.Addr, proto firewall.Proto, origin Orig
 	m.opMu.Lock()
 	defer m.unlockOp()
 	var victims []*entry
-	for _, e := range m.byKey {
-		if e.Client == client && e.Proto == proto && e.Origin == origin {
+	for _, e := range m.byHost[client] {
+		if e.Proto == proto && e.Origin == origin {
 			victims = append(victims, e)
 		}
 	}
@@ -549,12 +552,31 @@ func (m *Manager) List() []Lease {
 		out = append(out, e.Lease)
 	}
 	m.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Lease) int {
+	sortLeases(out)
+	return out
+}
+
+// sortLeases orders ls by protocol and external port.
+func sortLeases(ls []Lease) {
+	slices.SortFunc(ls, func(a, b Lease) int {
 		if a.Proto != b.Proto {
 			return int(a.Proto) - int(b.Proto)
 		}
 		return int(a.ExternalPort) - int(b.ExternalPort)
 	})
+}
+
+// ClientLeases returns the leases that client requested (Lease.Client),
+// ordered as List orders them. Its cost is that client's lease count, not
+// the table's.
+func (m *Manager) ClientLeases(client netip.Addr) []Lease {
+	m.mu.RLock()
+	out := make([]Lease, 0, len(m.byHost[client]))
+	for _, e := range m.byHost[client] {
+		out = append(out, e.Lease)
+	}
+	m.mu.RUnlock()
+	sortLeases(out)
 	return out
 }
 
@@ -619,7 +641,12 @@ func (m *Manager) insert(e *entry) {
 	m.mu.Lock()
 	m.byKey[e.Key()] = e
 	m.byInt[internalKey{e.InternalAddr, e.Proto, e.InternalPort}] = e
-	m.perHost[e.Client]++
+	hs := m.byHost[e.Client]
+	if hs == nil {
+		hs = make(map[Key]*entry)
+		m.byHost[e.Client] = hs
+	}
+	hs[e.Key()] = e
 	heap.Push(&m.expiries, e)
 	m.mu.Unlock()
 	m.kick()
@@ -628,8 +655,10 @@ func (m *Manager) insert(e *entry) {
 func (m *Manager) deleteLocked(e *entry) {
 	delete(m.byKey, e.Key())
 	delete(m.byInt, internalKey{e.InternalAddr, e.Proto, e.InternalPort})
-	if m.perHost[e.Client]--; m.perHost[e.Client] <= 0 {
-		delete(m.perHost, e.Client)
+	if hs := m.byHost[e.Client]; hs != nil {
+		if delete(hs, e.Key()); len(hs) == 0 {
+			delete(m.byHost, e.Client)
+		}
 	}
 	if e.idx >= 0 {
 		heap.Remove(&m.expiries, e.idx)

@@ -112,8 +112,8 @@ func (s *Server) handleMap(pkt []byte, req pcp.Request, src netip.AddrPort, key 
 			if md.Protocol != 0 && md.Protocol != uint8(p) {
 				continue
 			}
-			for _, l := range s.m.List() {
-				if l.Proto == p && l.Client == client && l.InternalAddr == internal && l.Origin == lease.OriginPCP && l.Nonce == md.Nonce && l.Auth == key {
+			for _, l := range s.m.ClientLeases(client) {
+				if l.Proto == p && l.InternalAddr == internal && l.Origin == lease.OriginPCP && l.Nonce == md.Nonce && l.Auth == key {
 					if _, err := s.m.Map(lease.Request{Origin: lease.OriginPCP, Proto: p, Client: client,
 						InternalAddr: internal, InternalPort: l.InternalPort, Nonce: md.Nonce, Auth: key}); err != nil {
 						return fail(pcpResult(err))
