@@ -50,12 +50,16 @@ func TestPackages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	bins := t.TempDir()
-	sizes, err := BuildBinaries(ctx, goCommand(t), repoRoot, bins, "-s -w -X main.Version=test")
+	sizes, err := BuildBinaries(ctx, goCommand(t), repoRoot, bins, "-s -w -X main.Version=test", strings.Join(BuildTags, ","))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for arch, s := range sizes {
-		t.Logf("%s: dpfd %d bytes, dpf %d bytes", arch, s["dpfd"], s["dpf"])
+	for _, tg := range Targets {
+		s := sizes[tg.Arch]
+		t.Logf("%s: dpfd %d bytes, dpf %d bytes", tg.Arch, s["dpfd"], s["dpf"])
+		if s["dpfd"] > MaxDPFDSize {
+			t.Errorf("%s: dpfd is %d bytes, more than %d (tags %q)", tg.Arch, s["dpfd"], MaxDPFDSize, BuildTags)
+		}
 	}
 	o := Options{Root: repoRoot, BinDir: bins, Version: ipk.VersionFromDescribe("v1.2.3-4-gabcdef0", 0),
 		Epoch: 1700000000, Maintainer: "Test <test@example.org>"}

@@ -3,11 +3,12 @@
 // OpenWrt SDK. `make openwrt` and `make ipk` run it from the repository
 // root:
 //
-//	ipkbuild binaries [-out bin/openwrt] [-ldflags FLAGS]
+//	ipkbuild binaries [-out bin/openwrt] [-ldflags FLAGS] [-tags TAGS]
 //	ipkbuild packages [-bin bin/openwrt] [-out bin/ipk] -describe DESC -commits N -epoch SECONDS
 //
 // binaries writes bin/openwrt/<arch>/{dpfd,dpf}, static (CGO_ENABLED=0,
-// -trimpath), and prints their sizes. packages writes
+// -trimpath), built with BuildTags (targets.go) unless -tags says
+// otherwise, and prints their sizes. packages writes
 // dpf_<version>_<arch>.ipk for every target and luci-app-dpf_<version>_all.ipk.
 // The format is described in openwrt/internal/ipk; openwrt/README.md
 // says how to install and how to build in the SDK instead.
@@ -45,14 +46,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		out := fl.String("out", "bin/openwrt", "output directory: OUT/<arch>/dpfd and dpf")
 		ldflags := fl.String("ldflags", "-s -w", "go build -ldflags (the Makefile adds the version stamp)")
 		goCmd := fl.String("go", "go", "the go command")
+		tags := fl.String("tags", strings.Join(BuildTags, ","), "go build -tags, comma-separated (empty: every optional part)")
 		if err := fl.Parse(args[1:]); err != nil {
 			return err
 		}
-		sizes, err := BuildBinaries(ctx, *goCmd, ".", *out, *ldflags)
+		sizes, err := BuildBinaries(ctx, *goCmd, ".", *out, *ldflags, *tags)
 		if err != nil {
 			return err
 		}
-		return printSizes(stdout, *out, sizes)
+		return printSizes(stdout, *out, *tags, sizes)
 	case "packages":
 		o := Options{Root: "."}
 		fl.StringVar(&o.BinDir, "bin", "bin/openwrt", "directory of the binaries (make openwrt)")
@@ -86,10 +88,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // BuildBinaries builds every Binaries entry for every target into
-// out/<arch>/ with the go command goCmd, run in the module root dir, and
+// out/<arch>/ with the go command goCmd, run in the module root dir, with
+// the build tags tags (comma-separated; BuildTags for the packages), and
 // returns the sizes by arch and binary name. The binaries are static:
 // CGO_ENABLED=0, so nothing links against the router's musl.
-func BuildBinaries(ctx context.Context, goCmd, dir, out, ldflags string) (map[string]map[string]int64, error) {
+func BuildBinaries(ctx context.Context, goCmd, dir, out, ldflags, tags string) (map[string]map[string]int64, error) {
 	sizes := map[string]map[string]int64{}
 	for _, t := range Targets {
 		dst, err := filepath.Abs(filepath.Join(out, t.Arch))
@@ -99,7 +102,7 @@ func BuildBinaries(ctx context.Context, goCmd, dir, out, ldflags string) (map[st
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return nil, err
 		}
-		args := []string{"build", "-trimpath", "-ldflags", ldflags, "-o", dst + "/"}
+		args := []string{"build", "-trimpath", "-ldflags", ldflags, "-tags", tags, "-o", dst + "/"}
 		for _, b := range Binaries {
 			args = append(args, b.Pkg)
 		}
@@ -122,7 +125,17 @@ func BuildBinaries(ctx context.Context, goCmd, dir, out, ldflags string) (map[st
 	return sizes, nil
 }
 
-func printSizes(w io.Writer, out string, sizes map[string]map[string]int64) error {
+// printSizes writes the table of sizes in bytes and in MB (10^6 bytes, the
+// unit of MaxDPFDSize), flagging a dpfd over that limit, after a line
+// naming the build tags.
+func printSizes(w io.Writer, out, tags string, sizes map[string]map[string]int64) error {
+	switch tags {
+	case strings.Join(BuildTags, ","):
+		tags += " (BuildTags, openwrt/ipkbuild/targets.go)"
+	case "":
+		tags = "none"
+	}
+	fmt.Fprintf(w, "build tags: %s; dpfd limit %d bytes\n", tags, MaxDPFDSize)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%s/\t", out)
 	for _, b := range Binaries {
@@ -133,7 +146,11 @@ func printSizes(w io.Writer, out string, sizes map[string]map[string]int64) erro
 		fmt.Fprintf(tw, "%s\t", t.Arch)
 		for _, b := range Binaries {
 			n := sizes[t.Arch][b.Name]
-			fmt.Fprintf(tw, "%d (%.1f MiB)\t", n, float64(n)/(1<<20))
+			over := ""
+			if b.Name == "dpfd" && n > MaxDPFDSize {
+				over = " OVER LIMIT"
+			}
+			fmt.Fprintf(tw, "%d (%.2f MB)%s\t", n, float64(n)/1e6, over)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -40,6 +40,28 @@ var Targets = []Target{
 		Machine: elf.EM_X86_64, Order: binary.LittleEndian, Class: elf.ELFCLASS64},
 }
 
+// BuildTags are the Go build tags of the OpenWrt binaries (go build -tags).
+//
+// nodbus leaves dpfd's D-Bus interface out (src/daemon/nodbus.go): OpenWrt
+// systems rarely run a D-Bus system bus, and ubus (the rpcd plugin, which
+// LuCI uses) and the control socket offer the same status, leases and
+// delete. It is by far the largest optional part: godbus exports methods
+// through reflect.Value.Method, and any such call makes the linker keep
+// every exported method of every type in the program, so D-Bus costs about
+// 1.7 MB of a 7.5 MB mipsle dpfd, most of it code nothing calls. Option
+// dbus 'auto' (the default) then only logs that D-Bus is absent; option
+// dbus '1' stops dpfd with an error naming the tag.
+//
+// The iptables backend stays (build tag noiptables would drop it and save
+// about 0.26 MB more): fw4 (OpenWrt 22.03 and later) is nftables, but
+// images that still run iptables-legacy rely on auto picking iptables.
+var BuildTags = []string{"nodbus"}
+
+// MaxDPFDSize is the largest dpfd binary a target may have, in bytes: the
+// size goal for small-flash routers (issue 6: the static mipsle binary at
+// most 6 MB). The tests check every target against it.
+const MaxDPFDSize = 6_000_000
+
 // Binaries are the commands packaged for routers: the import path to build
 // and where the package installs it.
 var Binaries = []struct {

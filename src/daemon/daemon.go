@@ -17,7 +17,6 @@ import (
 	"github.com/dpf-router/dpf/src/clock"
 	"github.com/dpf-router/dpf/src/config"
 	"github.com/dpf-router/dpf/src/control"
-	"github.com/dpf-router/dpf/src/dbusapi"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/internal/ifaddr"
 	"github.com/dpf-router/dpf/src/lease"
@@ -44,8 +43,8 @@ type Daemon struct {
 	m     *lease.Manager
 	srv   *server.Server
 	ctl   *control.Listener
-	bus   *dbusapi.Service // nil when option dbus is off
-	auth  authSaver        // auth.go: the replay state last stored
+	bus   busService // bus.go: nil when option dbus is off
+	auth  authSaver  // auth.go: the replay state last stored
 	// reserved: the external ports never handed out (reserved_ports and
 	// the router's own listening sockets).
 	reserved *reservedPorts

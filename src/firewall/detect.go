@@ -1,6 +1,13 @@
 package firewall
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNotBuilt is returned (wrapped) by New for a backend this build of
+// dpfd leaves out (build tag noiptables).
+var ErrNotBuilt = errors.New("not in this build of dpfd")
 
 // Backend kinds accepted by New.
 const (

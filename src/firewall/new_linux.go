@@ -27,6 +27,9 @@ func New(kind string, cfg Config) (Backend, error) {
 			return nil, err
 		}
 		if kind, err = Detect(env); err != nil {
+			if !IPTablesBuilt {
+				err = fmt.Errorf("%w (this dpfd was built without the iptables backend, build tag noiptables)", err)
+			}
 			return nil, err
 		}
 		if cfg.Logger != nil {
@@ -43,11 +46,7 @@ func New(kind string, cfg Config) (Backend, error) {
 		}
 		return b, nil
 	case KindIPTables:
-		b, err := newIPTables(cfg, nil)
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
+		return newIPTablesBackend(cfg) // iptables_built_linux.go or noiptables_linux.go
 	}
 	return nil, fmt.Errorf("firewall: unknown backend %q (want %q, %q or %q)", kind, KindAuto, KindNFTables, KindIPTables)
 }
@@ -68,6 +67,9 @@ func gatherDetectEnv(netns string) (DetectEnv, error) {
 	if c, err := nftables.New(opts...); err == nil {
 		_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 		env.NFTablesUsable = err == nil
+	}
+	if !IPTablesBuilt {
+		return env, nil // no iptables backend to choose: auto means nftables
 	}
 	path, err := exec.LookPath("iptables")
 	if err != nil {
