@@ -8,6 +8,7 @@
 #   make ipk     opkg packages (OpenWrt 22.03-24.10) in bin/ipk/, without the SDK
 #   make qemu-test  the unit tests on big-endian MIPS and 32-bit ARM under qemu-user
 #   make soak    50 LAN hosts x 50 mappings renewing for SOAK_DURATION (10m): memory, goroutines, fds stay flat (root)
+#   make bench   dpfd (nftables, iptables) against miniupnpd in network namespaces: bench-report.md (root, up to ~1 h)
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -33,7 +34,10 @@ DEB_PACKAGES := nftables iptables natpmpc iproute2 miniupnpd-nftables coturn gcc
 # aarch64_cortex-a53, x86_64) and their GOARCH settings are listed once, in
 # openwrt/ipkbuild/targets.go. Packages carry SOURCE_DATE_EPOCH (the last
 # commit's time unless set) as every file's mtime, so the same tree gives
-# the same bytes.
+# the same bytes. The binaries are built with the Go build tags listed
+# there too (BuildTags: nodbus, which leaves D-Bus out to keep the mipsle
+# dpfd under 6 MB); OPENWRT_TAGS overrides them: `make openwrt OPENWRT_TAGS=`
+# builds every optional part in, OPENWRT_TAGS=nodbus,noiptables the smallest.
 OPENWRT_BIN ?= bin/openwrt
 IPK_DIR   ?= bin/ipk
 IPK_MAINTAINER ?=
@@ -97,12 +101,17 @@ demo: deps build
 # the parallel run and run afterwards, alone, with DPF_CLOCK_TESTS=1; their
 # output goes to the same log and counts in the same summary.
 CLOCK_TESTS := ^TestRebootWallClock$$
+# The build tags that leave optional parts out (see openwrt/ipkbuild/targets.go):
+# that build must vet, and its tests (TestWithout*) check the errors it gives.
+SMALL_TAGS := nodbus,noiptables
 
 test: deps
 	@mkdir -p $(ARTIFACTS)
 	@unformatted=$$(gofmt -l src client openwrt 2>/dev/null); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags $(SMALL_TAGS) ./...
+	$(GO) test -count=1 -tags $(SMALL_TAGS) -run '^TestWithout' ./src/daemon ./src/firewall
 	@qemu=0; $(MAKE) --no-print-directory qemu-test || qemu=1; \
 	require=0; if [ "$$(id -u)" = 0 ] || [ -n "$$CI" ]; then require=1; fi; \
 	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=$$require $(GO) test -count=1 -v -timeout 20m -skip '$(CLOCK_TESTS)' ./... > $(ARTIFACTS)/go-test.log 2>&1; \
@@ -168,7 +177,8 @@ qemu-test:
 
 # Static dpfd and dpf for every OpenWrt architecture, with their sizes.
 openwrt:
-	$(IPKBUILD) binaries -out $(OPENWRT_BIN) -ldflags "$(LDFLAGS)"
+	$(IPKBUILD) binaries -out $(OPENWRT_BIN) -ldflags "$(LDFLAGS)" \
+	  $(if $(filter undefined,$(origin OPENWRT_TAGS)),,-tags "$(OPENWRT_TAGS)")
 
 # dpf_<version>_<arch>.ipk for every architecture and luci-app-dpf_<version>_all.ipk
 # (see openwrt/README.md). The version comes from git describe.
@@ -190,3 +200,14 @@ soak:
 	@mkdir -p $(ARTIFACTS)
 	DPF_ARTIFACTS=$(abspath $(ARTIFACTS)) DPF_REQUIRE_ROOT_TESTS=1 DPF_SOAK_DURATION=$(SOAK_DURATION) \
 	  $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' ./src/systest
+
+# The benchmark of issue 6: dpfd with both backends against Debian's
+# miniupnpd-nftables and miniupnpd-iptables (downloaded and unpacked into
+# bin/bench-cache when not installed), N = 100, 1,000, 10,000 mappings,
+# 3 runs per figure, and the OpenWrt builds' sizes (built afresh). Writes
+# bench-report.md and bench-report.json. Try
+# BENCH_ARGS="-sizes 100,1000 -runs 1" for a shorter run, or -quick.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: deps build
+	$(GO) run ./src/cmd/dpf-bench -dpfd bin/dpfd -openwrt-build -out bench-report.md $(BENCH_ARGS)

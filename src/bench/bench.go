@@ -1,0 +1,567 @@
+// Package bench measures dpfd against miniupnpd in a network-namespace lab
+// (src/internal/lab): a NAT-PMP and PCP load generator fills N mappings
+// from several LAN hosts with a few requests in flight each, and the
+// harness records request rates and latencies, the cost of one more map
+// and delete at N, inbound TCP connection rates through the pinholes, the
+// daemon's memory and CPU time, the time to restore every rule after a
+// restart, the bytes written for lease renewals, and dpfd's OpenWrt binary
+// sizes. Run collects the raw measurements; WriteMarkdown and WriteJSON
+// report them. It needs root.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dpf-router/dpf/src/internal/lab"
+)
+
+// Config chooses what Run measures. Zero fields take the defaults of
+// Defaults.
+type Config struct {
+	Targets  []Target
+	Sizes    []int // N values, ascending
+	Runs     int   // runs per figure (each figure is the median)
+	Hosts    int   // LAN hosts sending requests
+	InFlight int   // requests in flight per host
+
+	DpfdBin  string // dpfd binary for the host
+	CacheDir string // where miniupnpd packages are unpacked
+	WorkDir  string // configurations, databases, logs (on a real disk: write counters)
+	RepoDir  string // repository root, for the OpenWrt build
+	// OpenWrtBin holds <arch>/dpfd; built with openwrt/ipkbuild when absent.
+	OpenWrtBin string
+	// BuildOpenWrt builds fresh OpenWrt binaries into WorkDir instead of
+	// reading OpenWrtBin (which may be older than the tree).
+	BuildOpenWrt bool
+
+	PhaseBudget    time.Duration // bound of each fill step
+	RestartBudget  time.Duration // bound of each wait for the rules after a restart
+	RequestTimeout time.Duration // bound of one request, retransmissions included
+	ConnDuration   time.Duration // length of each inbound connection measurement
+	Samples        int           // one-more map/delete samples at each N
+	WriteDuration  time.Duration // length of the renewal write measurement
+	// WriteLeases is the number of renewing leases in the write
+	// measurement (the figure is scaled to 1,000 leases).
+	WriteLeases int
+	NamePrefix  string // namespace name prefix (unique per process)
+
+	Logf func(format string, args ...any)
+}
+
+// Defaults returns the configuration of a full `make bench`.
+func Defaults() Config {
+	return Config{
+		Targets:        AllTargets,
+		Sizes:          []int{100, 1000, 10000},
+		Runs:           3,
+		Hosts:          8,
+		InFlight:       4,
+		PhaseBudget:    3 * time.Minute,
+		RestartBudget:  time.Minute,
+		RequestTimeout: 15 * time.Second,
+		ConnDuration:   3 * time.Second,
+		Samples:        20,
+		WriteDuration:  60 * time.Second,
+		WriteLeases:    writeLeases,
+		NamePrefix:     fmt.Sprintf("dpfb%d", os.Getpid()%100000),
+		Logf:           func(string, ...any) {},
+	}
+}
+
+// Quick returns c reduced to the CI short form: N = 100, one run, short
+// measurements.
+func Quick(c Config) Config {
+	c.Sizes = []int{100}
+	c.Runs = 1
+	c.PhaseBudget = 60 * time.Second
+	c.RestartBudget = 30 * time.Second
+	c.RequestTimeout = 5 * time.Second
+	c.ConnDuration = time.Second
+	c.Samples = 5
+	c.WriteDuration = 7 * time.Second
+	c.WriteLeases = 200
+	return c
+}
+
+// Measurement is one raw figure of one run.
+type Measurement struct {
+	Target Target  `json:"target"`
+	Proto  Proto   `json:"proto,omitempty"`
+	N      int     `json:"n"`
+	Run    int     `json:"run"`
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
+	Arch   string  `json:"arch,omitempty"`
+	Note   string  `json:"note,omitempty"`
+}
+
+// Metric names.
+const (
+	MFillRate    = "fill_rate"     // requests/s, cumulative from 0 to N
+	MFillEndRate = "fill_end_rate" // requests/s of the last step up to N
+	MFillP50     = "fill_p50_ms"
+	MFillP99     = "fill_p99_ms"
+	MFillReached = "fill_reached" // mappings made (N unless the budget ran out)
+	MMapOneP50   = "map_one_p50_ms"
+	MDelOneP50   = "delete_one_p50_ms"
+	MConnRate    = "conn_rate" // new inbound TCP connections/s; N = 0: one pinhole only
+	MRSS         = "rss_mb"
+	MCPU         = "cpu_s" // CPU time of the fill from 0 to N
+	MRestart     = "restart_s"
+	MRestored    = "restart_restored" // rules back at the end of the restart wait
+	MWritePerH   = "write_bytes_per_hour"
+	MWCharPerH   = "wchar_per_hour"
+	MBinary      = "binary_bytes"
+)
+
+// Results is everything a Run measured.
+type Results struct {
+	Config       Config        `json:"-"`
+	Started      time.Time     `json:"started"`
+	Elapsed      time.Duration `json:"elapsed_ns"`
+	Measurements []Measurement `json:"measurements"`
+	Errors       []string      `json:"errors,omitempty"`
+}
+
+func (r *Results) add(m Measurement) { r.Measurements = append(r.Measurements, m) }
+
+// Run runs every measurement of c. Failures of one target or phase are
+// recorded in Results.Errors and the rest goes on; the error return is for
+// set-up failures that stop everything or a cancelled ctx.
+func Run(ctx context.Context, c Config) (*Results, error) {
+	res := &Results{Config: c, Started: time.Now()}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("making work directory: %w", err)
+	}
+	bins := map[Target]string{}
+	for _, t := range c.Targets {
+		if t.IsDpfd() {
+			bins[t] = c.DpfdBin
+			continue
+		}
+		p, err := EnsureMiniupnpd(t, c.CacheDir)
+		if err != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", t, err))
+			continue
+		}
+		bins[t] = p
+	}
+	seq := 0
+	for run := 1; run <= c.Runs; run++ {
+		for _, t := range c.Targets {
+			if bins[t] == "" {
+				continue
+			}
+			for _, p := range []Proto{NATPMP, PCP} {
+				if err := ctx.Err(); err != nil {
+					return res, err
+				}
+				seq++
+				c.Logf("run %d: %s %s", run, t, p)
+				if err := fillPass(ctx, c, res, t, bins[t], p, run, seq); err != nil {
+					res.Errors = append(res.Errors, fmt.Sprintf("run %d %s %s: %v", run, t, p, err))
+					c.Logf("  error: %v", err)
+				}
+			}
+			seq++
+			c.Logf("run %d: %s renewal writes", run, t)
+			if err := writePass(ctx, c, res, t, bins[t], run, seq); err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("run %d %s writes: %v", run, t, err))
+				c.Logf("  error: %v", err)
+			}
+		}
+	}
+	if err := binarySizes(c, res); err != nil {
+		res.Errors = append(res.Errors, fmt.Sprintf("binary sizes: %v", err))
+	}
+	res.Elapsed = time.Since(res.Started)
+	return res, nil
+}
+
+// env is one lab with one daemon in it.
+type env struct {
+	lab *lab.Lab
+	d   *daemon
+}
+
+func newEnv(c Config, t Target, bin string, seq int, checkpoint time.Duration) (*env, error) {
+	l, err := lab.New(fmt.Sprintf("%s-%d", c.NamePrefix, seq), c.Hosts)
+	if err != nil {
+		return nil, fmt.Errorf("building lab: %w", err)
+	}
+	dir := filepath.Join(c.WorkDir, fmt.Sprintf("%d-%s", seq, t))
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		l.Close()
+		return nil, err
+	}
+	e := &env{lab: l, d: &daemon{target: t, bin: bin, lab: l, dir: dir, checkpoint: checkpoint}}
+	if !t.IsDpfd() {
+		if err := startSTUN(l, dir); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	if err := e.d.setup(); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := e.d.start(startTimeout); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	e.d.close()
+	if e.d.target.IsDpfd() {
+		e.d.clearRules()
+	}
+	e.lab.Close()
+}
+
+// startSTUN runs coturn as an RFC 5780 STUN server on both internet
+// addresses, so miniupnpd learns that its reserved-range WAN address is
+// public and unfiltered.
+func startSTUN(l *lab.Lab, dir string) error {
+	logf, err := os.Create(filepath.Join(dir, "turnserver.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("turnserver", "-n", "--stun-only", "--no-auth", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp",
+		"-L", lab.Inet.String(), "-L", lab.Inet2.String(), "--alt-listening-port", "3479",
+		"--pidfile", filepath.Join(dir, "turnserver.pid"), "--db", filepath.Join(dir, "turndb"),
+		"--log-file=stdout", "--simple-log")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	err = l.Start(l.Inet, cmd)
+	logf.Close()
+	if err != nil {
+		return fmt.Errorf("starting turnserver: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := l.Output(5*time.Second, l.Inet, "ss", "-Hlnu", "sport", "= :3479")
+		if strings.Contains(out, lab.Inet2.String()) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("turnserver did not come up")
+}
+
+// Ports used by the workload: the inbound connection server, the fill
+// (fillBase+k for mapping k) and the one-more samples.
+const (
+	connPort   = 9000
+	fillBase   = 10000
+	sampleBase = 40000
+	// fillLifetime outlasts any phase of the benchmark.
+	fillLifetime = 7200
+)
+
+// fillPass runs one protocol's fill up through every size on a fresh daemon;
+// the NAT-PMP pass also measures connections, memory, CPU and restarts.
+func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string, p Proto, run, seq int) error {
+	e, err := newEnv(c, t, bin, seq, 300*time.Second)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	gen, err := NewGenerator(e.lab, c.Hosts, c.InFlight, p, c.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer gen.Close()
+	m := func(n int, metric string, v float64, note string) {
+		res.add(Measurement{Target: t, Proto: p, N: n, Run: run, Metric: metric, Value: v, Note: note})
+	}
+	general := p == NATPMP // connections, memory, restart: once per run
+	var ln net.Listener
+	if general {
+		if err := lab.In(e.lab.LAN[0], func() error {
+			var err error
+			ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
+			return err
+		}); err != nil {
+			return fmt.Errorf("connection server: %w", err)
+		}
+		defer ln.Close()
+		go acceptAndClose(ln)
+	}
+	connOp := Op{Host: 0, Port: connPort, Lifetime: fillLifetime}
+	all := []Op{connOp}
+	ext := map[Op]uint16{}
+	_, cext, err := gen.Do(ctx, 0, connOp)
+	if err != nil {
+		return fmt.Errorf("mapping the connection port: %w", err)
+	}
+	ext[connOp] = cext
+	if general {
+		rate, err := connRate(e.lab, cext, c.ConnDuration)
+		if err != nil {
+			return err
+		}
+		res.add(Measurement{Target: t, N: 0, Run: run, Metric: MConnRate, Value: rate})
+	}
+	var (
+		lats    []time.Duration
+		elapsed time.Duration
+		cpu     float64
+		prev    int
+	)
+	for _, n := range c.Sizes {
+		var ops []Op
+		for k := prev; k < n; k++ {
+			ops = append(ops, Op{Host: k % c.Hosts, Port: uint16(fillBase + k), Lifetime: fillLifetime})
+		}
+		before, _ := e.d.stats()
+		pctx, cancel := context.WithTimeout(ctx, c.PhaseBudget)
+		r := gen.Run(pctx, ops)
+		cancel()
+		after, _ := e.d.stats()
+		cpu += after.CPU - before.CPU
+		lats = append(lats, r.Latencies...)
+		elapsed += r.Elapsed
+		all = append(all, ops...)
+		for op, x := range r.Ext {
+			ext[op] = x
+		}
+		reached := prev + r.Done
+		note := ""
+		if reached < n {
+			note = fmt.Sprintf("reached %d of %d in %v (%d failed, first: %v)", reached, n, c.PhaseBudget, r.Failed, r.FirstErr)
+		}
+		m(n, MFillReached, float64(reached), note)
+		m(n, MFillRate, float64(len(lats))/elapsed.Seconds(), note)
+		m(n, MFillEndRate, float64(r.Done)/r.Elapsed.Seconds(), note)
+		m(n, MFillP50, ms(Percentile(lats, 50)), note)
+		m(n, MFillP99, ms(Percentile(lats, 99)), note)
+		c.Logf("  N=%d: %d mapped, %.0f req/s, p50 %.2f ms, p99 %.2f ms %s", n, reached, float64(len(lats))/elapsed.Seconds(),
+			ms(Percentile(lats, 50)), ms(Percentile(lats, 99)), note)
+		if reached < n {
+			return nil // the budget ran out: larger N are out of reach
+		}
+		prev = n
+		mapLat, delLat, err := oneMore(ctx, gen, c.Samples)
+		if err != nil {
+			return fmt.Errorf("one more map at N=%d: %w", n, err)
+		}
+		m(n, MMapOneP50, ms(Percentile(mapLat, 50)), "")
+		m(n, MDelOneP50, ms(Percentile(delLat, 50)), "")
+		if !general {
+			continue
+		}
+		rate, err := connRate(e.lab, cext, c.ConnDuration)
+		if err != nil {
+			return err
+		}
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnRate, Value: rate})
+		st, err := e.d.stats()
+		if err != nil {
+			return err
+		}
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MRSS, Value: float64(st.RSS) / (1 << 20)})
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MCPU, Value: cpu})
+		if err := restart(ctx, c, res, e, gen, t, n, run, all, ext); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oneMore maps and deletes one extra port, samples times, from LAN host 0.
+func oneMore(ctx context.Context, gen *Generator, samples int) (mapLat, delLat []time.Duration, err error) {
+	for j := range samples {
+		op := Op{Host: 0, Port: uint16(sampleBase + j), Lifetime: fillLifetime}
+		lat, _, err := gen.Do(ctx, 0, op)
+		if err != nil {
+			return nil, nil, err
+		}
+		mapLat = append(mapLat, lat)
+		op.Lifetime = 0
+		lat, _, err = gen.Do(ctx, 0, op)
+		if err != nil {
+			return nil, nil, fmt.Errorf("delete: %w", err)
+		}
+		delLat = append(delLat, lat)
+	}
+	return mapLat, delLat, nil
+}
+
+// restart stops the daemon, removes its rules as a reboot would, starts it
+// again and times until every mapped port is back in the ruleset. Mappings
+// that did not come back are made again (untimed) so larger N can go on.
+func restart(ctx context.Context, c Config, res *Results, e *env, gen *Generator, t Target, n, run int, all []Op, ext map[Op]uint16) error {
+	ports := map[uint16]bool{}
+	for _, op := range all {
+		if x, ok := ext[op]; ok {
+			ports[x] = true
+		}
+	}
+	e.d.stop()
+	if err := e.d.clearRules(); err != nil {
+		return err
+	}
+	if got := portsPresent(e.d.rules(), ports); got > 0 {
+		return fmt.Errorf("%d rules left after clearing", got)
+	}
+	// A daemon that reloads its mappings before it listens (miniupnpd)
+	// gets the whole restart budget to come up.
+	if err := e.d.start(c.RestartBudget); err != nil {
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MRestart, Value: -1,
+			Note: fmt.Sprintf("not serving within %v of the restart", c.RestartBudget)})
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.RestartBudget)
+	got := e.d.waitRules(rctx, ports)
+	cancel()
+	took := time.Since(e.d.started)
+	note := ""
+	if got < len(ports) {
+		note = fmt.Sprintf("only %d of %d rules back after %v", got, len(ports), took.Round(time.Millisecond))
+	}
+	if !t.IsDpfd() {
+		note = strings.TrimSpace("via lease_file; " + note)
+	}
+	res.add(Measurement{Target: t, N: n, Run: run, Metric: MRestored, Value: float64(got), Note: note})
+	if got == len(ports) {
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MRestart, Value: took.Seconds(), Note: note})
+	} else {
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MRestart, Value: -1, Note: note})
+		pctx, cancel := context.WithTimeout(ctx, c.PhaseBudget)
+		r := gen.Run(pctx, all)
+		cancel()
+		for op, x := range r.Ext {
+			ext[op] = x
+		}
+	}
+	c.Logf("  restart at N=%d: %d of %d rules back after %v", n, got, len(ports), took.Round(time.Millisecond))
+	return nil
+}
+
+// The renewal workload of the issue (1,000 leases renewing every 60 s,
+// lifetime 120 s, dpfd's checkpoint interval 300 s) runs with every time
+// constant divided by writeScale; an hour then lasts 3600/writeScale s.
+const (
+	writeScale    = 10
+	writeLeases   = 1000
+	writeRenew    = 60 * time.Second / writeScale
+	writeLifetime = 120 / writeScale
+	// writeCheckpoint is dpfd's checkpoint_interval in the scaled run.
+	writeCheckpoint = 300 * time.Second / writeScale
+)
+
+// writePass measures the bytes a daemon writes while writeLeases leases
+// renew, and extrapolates them to an hour of the unscaled workload.
+func writePass(ctx context.Context, c Config, res *Results, t Target, bin string, run, seq int) error {
+	e, err := newEnv(c, t, bin, seq, writeCheckpoint)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	gen, err := NewGenerator(e.lab, c.Hosts, c.InFlight, NATPMP, c.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer gen.Close()
+	leases := c.WriteLeases
+	if leases <= 0 {
+		leases = writeLeases
+	}
+	var ops []Op
+	for k := range leases {
+		ops = append(ops, Op{Host: k % c.Hosts, Port: uint16(fillBase + k), Lifetime: writeLifetime})
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.PhaseBudget)
+	r := gen.Run(pctx, ops)
+	cancel()
+	if r.Done == 0 {
+		return fmt.Errorf("no lease made: %v", r.FirstErr)
+	}
+	before, err := e.d.stats()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rounds, late := 0, 0
+	for time.Since(start) < c.WriteDuration && ctx.Err() == nil {
+		next := start.Add(time.Duration(rounds+1) * writeRenew)
+		if d := time.Until(next); d > 0 {
+			time.Sleep(min(d, c.WriteDuration-time.Since(start)))
+			if time.Since(start) >= c.WriteDuration {
+				break
+			}
+		} else {
+			late++
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.WriteDuration)
+		gen.Run(rctx, ops)
+		cancel()
+		rounds++
+	}
+	span := time.Since(start)
+	after, err := e.d.stats()
+	if err != nil {
+		return err
+	}
+	perHour := func(b uint64) float64 {
+		return float64(b) / span.Seconds() * 3600 / writeScale * writeLeases / float64(leases)
+	}
+	note := fmt.Sprintf("%d renewal rounds in %v at 1/%d time scale", rounds, span.Round(time.Second), writeScale)
+	if leases != writeLeases {
+		note += fmt.Sprintf(", %d leases scaled to %d", leases, writeLeases)
+	}
+	if r.Done < leases {
+		note += fmt.Sprintf(", only %d of %d leases made at the start", r.Done, leases)
+	}
+	if late > 0 {
+		note += fmt.Sprintf(", %d rounds late (renewals slower than %v)", late, writeRenew)
+	}
+	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWritePerH, Value: perHour(after.WriteBytes - before.WriteBytes), Note: note})
+	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWCharPerH, Value: perHour(after.WChar - before.WChar), Note: note})
+	c.Logf("  %s; write_bytes %d, wchar %d", note, after.WriteBytes-before.WriteBytes, after.WChar-before.WChar)
+	return nil
+}
+
+// binarySizes records the size of dpfd for each OpenWrt architecture,
+// building them first when c.OpenWrtBin has none.
+func binarySizes(c Config, res *Results) error {
+	dir := c.OpenWrtBin
+	if c.BuildOpenWrt {
+		dir = filepath.Join(c.WorkDir, "openwrt")
+	}
+	if dir == "" {
+		return nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*", "dpfd"))
+	if len(matches) == 0 {
+		c.Logf("building dpfd for the OpenWrt targets in %s", dir)
+		cmd := exec.Command("go", "run", "./openwrt/ipkbuild", "binaries", "-out", dir, "-ldflags", "-s -w")
+		cmd.Dir = c.RepoDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building OpenWrt binaries: %w: %s", err, tail(string(out), 1000))
+		}
+		matches, _ = filepath.Glob(filepath.Join(dir, "*", "dpfd"))
+	}
+	for _, p := range matches {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		res.add(Measurement{Target: "dpfd", Metric: MBinary, Value: float64(fi.Size()), Arch: filepath.Base(filepath.Dir(p)),
+			Note: fi.ModTime().UTC().Format(time.RFC3339)})
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package systest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpf-router/dpf/src/bench"
+)
+
+// benchShortTimeout bounds the whole short benchmark (it takes about a
+// minute on an idle 2-core machine).
+const benchShortTimeout = 4 * time.Minute
+
+// TestBenchShort runs the benchmark harness of `make bench` in its quick
+// form (N = 100, one run) against dpfd with both backends and the installed
+// miniupnpd-nftables, and checks that it produced every figure and a
+// report. It asserts nothing about speed. The report goes to
+// $DPF_ARTIFACTS/bench-short.md (and .json) when that is set.
+func TestBenchShort(t *testing.T) {
+	needTools(t)
+	needMiniupnpd(t)
+	c := bench.Quick(bench.Defaults())
+	c.Targets = []bench.Target{bench.DpfdNftables, bench.DpfdIptables, bench.MiniupnpdNftables}
+	c.DpfdBin = dpfdBin
+	c.WorkDir = t.TempDir()
+	c.CacheDir = "" // the installed miniupnpd-nftables only
+	c.NamePrefix = fmt.Sprintf("dpfbst%d", os.Getpid()%100000)
+	c.Logf = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), benchShortTimeout)
+	defer cancel()
+	res, err := bench.Run(ctx, c)
+	if err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+	for _, e := range res.Errors {
+		t.Errorf("bench error: %s", e)
+	}
+	const n = 100
+	for _, tg := range c.Targets {
+		for _, p := range []bench.Proto{bench.NATPMP, bench.PCP} {
+			for _, m := range []string{bench.MFillRate, bench.MFillP50, bench.MFillP99, bench.MMapOneP50, bench.MDelOneP50} {
+				if s, ok := res.Figure(tg, p, n, m); !ok || s.Median <= 0 {
+					t.Errorf("%s %s N=%d: %s missing or zero (%+v)", tg, p, n, m, s)
+				}
+			}
+			if s, ok := res.Figure(tg, p, n, bench.MFillReached); !ok || s.Median != n {
+				t.Errorf("%s %s: made %v of %d mappings", tg, p, s.Median, n)
+			}
+		}
+		for _, f := range []struct {
+			n      int
+			metric string
+		}{{0, bench.MConnRate}, {n, bench.MConnRate}, {n, bench.MRSS}, {n, bench.MCPU}, {n, bench.MRestart}} {
+			// CPU time is counted in 10 ms ticks and may round to 0.
+			if s, ok := res.Figure(tg, "", f.n, f.metric); !ok || (s.Median <= 0 && f.metric != bench.MCPU) {
+				t.Errorf("%s N=%d: %s missing or zero (%+v)", tg, f.n, f.metric, s)
+			}
+		}
+		if s, ok := res.Figure(tg, "", n, bench.MRestored); !ok || s.Median != n+1 {
+			t.Errorf("%s: %v of %d rules back after the restart", tg, s.Median, n+1)
+		}
+		// Writes may be 0 in a short run (dpfd checkpoints renewals),
+		// but the figure must exist.
+		if _, ok := res.Figure(tg, "", 1000, bench.MWritePerH); !ok {
+			t.Errorf("%s: no lease write figure", tg)
+		}
+	}
+	var md, js bytes.Buffer
+	res.WriteMarkdown(&md)
+	if err := res.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Goals of issue 6", "dpfd-nftables / miniupnpd-nftables", "N=100 fill req/s", "restart"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
+	}
+	if dir := os.Getenv(artifactsEnv); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"bench-short.md": md.Bytes(), "bench-short.json": js.Bytes()} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", md.String())
+	}
+}
