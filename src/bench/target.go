@@ -77,9 +77,10 @@ const dpfdConf = `config dpf 'main'
 	option log_level 'warn'
 `
 
-// miniupnpdRuleset is the nftables set-up of Debian's nft_init.sh plus
-// masquerade and a forward policy of drop, like a home router.
-const miniupnpdRuleset = `table inet filter {
+// MiniupnpdRuleset is the nftables set-up of Debian's nft_init.sh plus
+// masquerade and a forward policy of drop, like a home router, for
+// miniupnpd-nftables in the lab's router (the system tests use it too).
+const MiniupnpdRuleset = `table inet filter {
 	chain forward {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related accept
@@ -245,7 +246,7 @@ func (d *daemon) setup() error {
 	switch d.target {
 	case MiniupnpdNftables:
 		rules := filepath.Join(d.dir, "miniupnpd.nft")
-		if err := os.WriteFile(rules, []byte(miniupnpdRuleset), 0o644); err != nil {
+		if err := os.WriteFile(rules, []byte(MiniupnpdRuleset), 0o644); err != nil {
 			return err
 		}
 		if err := d.lab.Exec(d.lab.Router, "nft", "-f", rules); err != nil {

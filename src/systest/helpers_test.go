@@ -239,15 +239,23 @@ const connTimeout = 2 * time.Second
 // reach tries a round trip from the internet host (source address src) to
 // the router's WAN address on port, over proto.
 func (r *router) reach(proto string, src netip.Addr, port uint16) error {
-	dst := netip.AddrPortFrom(lab.RouterWAN, port).String()
+	return r.reachTo(proto, src, lab.RouterWAN, port)
+}
+
+// reachTo is reach to the router's external address dst; the zero src
+// lets the kernel pick the source.
+func (r *router) reachTo(proto string, src, dst netip.Addr, port uint16) error {
+	to := netip.AddrPortFrom(dst, port).String()
 	return lab.In(r.lab.Inet, func() error {
 		d := net.Dialer{Timeout: connTimeout}
-		if proto == "tcp" {
+		switch {
+		case !src.IsValid():
+		case proto == "tcp":
 			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
-		} else {
+		default:
 			d.LocalAddr = &net.UDPAddr{IP: src.AsSlice()}
 		}
-		c, err := d.Dial(proto+"4", dst)
+		c, err := d.Dial(proto+"4", to)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpf-router/dpf/src/bench"
 	"github.com/dpf-router/dpf/src/internal/lab"
 )
 
@@ -20,32 +21,8 @@ import (
 // miniupnpd refuses to forward when its WAN address is in a reserved range
 // (203.0.113.0/24 is one) unless STUN tells it that the address is public
 // and unfiltered; so the internet host runs coturn as an RFC 5780 STUN
-// server on both of its addresses, and miniupnpd is told to use it.
-
-const miniupnpdRuleset = `table inet filter {
-	chain forward {
-		type filter hook forward priority 0; policy drop;
-		ct state established,related accept
-		iifname "br-lan" accept
-		jump miniupnpd
-	}
-	chain miniupnpd {
-	}
-	chain prerouting {
-		type nat hook prerouting priority -100; policy accept;
-		jump prerouting_miniupnpd
-	}
-	chain postrouting {
-		type nat hook postrouting priority 100; policy accept;
-		oifname "wan0" masquerade
-		jump postrouting_miniupnpd
-	}
-	chain prerouting_miniupnpd {
-	}
-	chain postrouting_miniupnpd {
-	}
-}
-`
+// server on both of its addresses, and miniupnpd is told to use it. The
+// ruleset is bench.MiniupnpdRuleset, which the benchmark uses too.
 
 const miniupnpdConf = `ext_ifname=wan0
 listening_ip=br-lan
@@ -112,7 +89,7 @@ func (r *router) startMiniupnpd() *exec.Cmd {
 	r.t.Helper()
 	if out, err := r.lab.Output(10*time.Second, r.lab.Router, "nft", "list", "table", "inet", "filter"); err != nil {
 		rules := filepath.Join(r.dir, "miniupnpd.nft")
-		if err := os.WriteFile(rules, []byte(miniupnpdRuleset), 0o644); err != nil {
+		if err := os.WriteFile(rules, []byte(bench.MiniupnpdRuleset), 0o644); err != nil {
 			r.t.Fatal(err)
 		}
 		if err := r.lab.Exec(r.lab.Router, "nft", "-f", rules); err != nil {

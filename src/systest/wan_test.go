@@ -1,10 +1,7 @@
 package systest
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -318,25 +315,5 @@ func (r *router) pcpMap(t *testing.T, req pcp.Request) pcp.Response {
 
 // reachAt makes a TCP round trip from the internet host to dst:port.
 func (r *router) reachAt(dst netip.Addr, port uint16) error {
-	return lab.In(r.lab.Inet, func() error {
-		d := net.Dialer{Timeout: connTimeout}
-		c, err := d.Dial("tcp4", netip.AddrPortFrom(dst, port).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(connTimeout))
-		msg := []byte("hello through the pinhole")
-		if _, err := c.Write(msg); err != nil {
-			return err
-		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, got); err != nil {
-			return err
-		}
-		if !bytes.Equal(got, msg) {
-			return fmt.Errorf("echo mismatch: %q", got)
-		}
-		return nil
-	})
+	return r.reachTo("tcp", netip.Addr{}, dst, port)
 }
