@@ -100,6 +100,14 @@ type Backend interface {
 	// Remove removes the pinhole with key k. Removing what is absent is
 	// not an error.
 	Remove(k Key) error
+	// Apply removes the pinholes with the keys in remove, then installs
+	// add, with the meaning of Remove and Add for each, in one kernel
+	// transaction where the backend can (nftables: one netlink batch;
+	// iptables: one iptables-restore run), so that a burst of requests
+	// costs one round trip. A key appears at most once in add. On error
+	// some of the changes may have been made; every change is idempotent,
+	// so the caller may retry them one by one.
+	Apply(add []Pinhole, remove []Key) error
 	// Sync makes the installed pinholes exactly ps: missing ones are added,
 	// stale ones removed, and dpfd's tables and chains re-created if someone
 	// deleted them. With nftables it is one atomic batch.

@@ -528,3 +528,18 @@ func (b *iptBackend) Cleanup() error {
 	}
 	return nil
 }
+
+// Apply removes remove's pinholes and installs add's, one by one.
+func (b *iptBackend) Apply(add []Pinhole, remove []Key) error {
+	for _, k := range remove {
+		if err := b.Remove(k); err != nil {
+			return err
+		}
+	}
+	for _, p := range add {
+		if err := b.Add(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -472,6 +472,86 @@ func (b *nftBackend) Remove(k Key) error {
 	return b.change(k, nil)
 }
 
+// Apply removes remove's pinholes and installs add's. While the clean mark
+// vouches for the shadow it is one netlink batch, however many changes and
+// pinholes there are; otherwise, or if that batch fails, it makes the
+// changes one by one as Remove and Add do.
+func (b *nftBackend) Apply(add []Pinhole, remove []Key) error {
+	valid := make([]Pinhole, len(add))
+	for i, p := range add {
+		v, err := validate(p)
+		if err != nil {
+			return err
+		}
+		valid[i] = v
+	}
+	g0, err0 := b.gen.read()
+	if err0 == nil && b.shadow != nil && b.shadow.gen == g0 && b.mark.matches(g0, b.shadow.len()) {
+		err := b.applyShadowed(g0, valid, remove)
+		if err == nil {
+			return nil
+		}
+		b.cfg.Logger.Debug("nftables: batched change failed, changing one by one", "changes", len(add)+len(remove), "err", err)
+	}
+	for _, k := range remove {
+		if err := b.change(k, nil); err != nil {
+			return err
+		}
+	}
+	for i := range valid {
+		if err := b.change(valid[i].Key(), &valid[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyShadowed is Apply's fast path: g0 is the generation the mark
+// matched. Each change is diffed against the shadow as the changes before
+// it left it, so a key's removal and another key's addition of a shared
+// forward element come out right; if the batch fails the shadow is
+// dropped, since it then holds changes the kernel refused.
+func (b *nftBackend) applyShadowed(g0 uint32, add []Pinhole, remove []Key) error {
+	queued := false
+	step := func(k Key, p *Pinhole) error {
+		del, ins, ok := b.shadow.diff(k, p)
+		if !ok {
+			return nil
+		}
+		if err := b.queueDiff(del, ins); err != nil {
+			return err
+		}
+		b.shadow.apply(k, p)
+		queued = true
+		return nil
+	}
+	for _, k := range remove {
+		if err := step(k, nil); err != nil {
+			b.invalidate()
+			return err
+		}
+	}
+	for i := range add {
+		if err := step(add[i].Key(), &add[i]); err != nil {
+			b.invalidate()
+			return err
+		}
+	}
+	if !queued {
+		return nil
+	}
+	if err := b.commitAt(g0, nil, false, b.shadow.len()); err != nil {
+		b.invalidate()
+		return fmt.Errorf("firewall: nftables update: %w", err)
+	}
+	if b.mark.valid {
+		b.shadow.gen = b.mark.gen
+	} else {
+		b.shadow = nil
+	}
+	return nil
+}
+
 // change installs p (validated) under key k, or with p nil removes what is
 // installed under k. While the clean mark vouches for the shadow, it diffs
 // one pinhole against the shadow (a generation read and the commit, however

@@ -50,6 +50,23 @@ func (f *Firewall) Remove(k firewall.Key) error {
 	return nil
 }
 
+// Apply removes remove's pinholes and installs add's, as one call.
+func (f *Firewall) Apply(add []firewall.Pinhole, remove []firewall.Key) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls++
+	if f.Fail != nil {
+		return f.Fail
+	}
+	for _, k := range remove {
+		delete(f.holes, k)
+	}
+	for _, p := range add {
+		f.holes[p.Key()] = p
+	}
+	return nil
+}
+
 // Sync replaces every pinhole with ps.
 func (f *Firewall) Sync(ps []firewall.Pinhole) error {
 	f.mu.Lock()
