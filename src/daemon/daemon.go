@@ -191,8 +191,8 @@ func checkpointInterval(cfg *config.Config) time.Duration {
 // restoredEpoch continues the PCP epoch when lease state was restored
 // (RFC 6887 section 8.5): the saved value plus the time since it was saved
 // when the wall clock looks sane, else plus the longest the saved value can
-// lag (one checkpoint interval and one watch tick), so that it never goes
-// back. The wall clock is not sane when it reads before the save (a router
+// lag (two checkpoint intervals and one watch tick: see watch), so that it
+// never goes back. The wall clock is not sane when it reads before the save (a router
 // without a real-time clock booting at its build date) or more than a day
 // after it (set far forwards); a step while dpfd runs is followed by a save
 // (see watch), so the saved time is of the clock as it was set. Without
@@ -208,7 +208,7 @@ func (d *Daemon) restoredEpoch(restored bool) uint32 {
 	}
 	down := time.Since(at)
 	if down < 0 || down > 24*time.Hour {
-		down = checkpointInterval(d.cfg) + watchInterval
+		down = 2*checkpointInterval(d.cfg) + watchInterval
 	}
 	return e + uint32(down/time.Second)
 }
@@ -364,13 +364,22 @@ func (d *Daemon) watch(ctx context.Context) {
 		}
 		interval := checkpointInterval(d.cfg)
 		d.mu.Unlock()
-		if step, _ := jumps.Check(); step != 0 || time.Since(lastSave) >= interval {
+		step, _ := jumps.Check()
+		if step == 0 && time.Since(lastSave) < interval {
+			continue
+		}
+		// The periodic save rides on the next lease checkpoint or
+		// change (one flash write instead of two); one that found none
+		// within an interval, or a step of the clock, is written at once.
+		if step != 0 || d.store.Staged() {
 			if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
 				d.log.Warn("saving epoch", "err", err)
 			}
-			d.saveAuthSeqs()
-			lastSave = time.Now()
+		} else {
+			d.store.StageEpoch(d.srv.Epoch(), time.Now())
 		}
+		d.saveAuthSeqs()
+		lastSave = time.Now()
 	}
 }
 
