@@ -33,6 +33,9 @@ type Store interface {
 	// PutExpiries records renewed expiry times in one write; it is called
 	// at most once per checkpoint interval.
 	PutExpiries(ls []Lease) error
+	// Apply stores puts and deletes dels in one durable write, all or
+	// nothing: the changes of one batch of requests (see batch.go).
+	Apply(puts []Lease, dels []Key) error
 }
 
 // Config configures a Manager. Zero values mean the documented defaults.
@@ -123,6 +126,12 @@ type Manager struct {
 	// by opMu.
 	fwDirty bool
 
+	// lead is held (one token) by the caller leading request batches;
+	// qMu guards queue, the Map calls waiting for a batch (batch.go).
+	lead  chan struct{}
+	qMu   sync.Mutex
+	queue []*pending
+
 	onChange func(Event) // cfg.OnChange; nil reports nothing
 	// evMu guards the events made under opMu and not yet handed to
 	// onChange, and whether a goroutine is handing them out (see
@@ -170,6 +179,7 @@ func New(cfg Config) *Manager {
 		fw:     cfg.Firewall,
 		store:  cfg.Store,
 		wake:   make(chan struct{}, 1),
+		lead:   make(chan struct{}, 1),
 		policy: cfg.Policy,
 		byKey:  make(map[Key]*entry),
 		byInt:  make(map[internalKey]*entry),
@@ -235,27 +245,9 @@ func (m *Manager) Map(r Request) (Lease, error) {
 	if !r.InternalAddr.Is4() || !r.Client.IsValid() {
 		return Lease{}, m.refuse(r, fmt.Errorf("%w: only IPv4 internal addresses can be mapped", ErrBadRequest))
 	}
-	m.opMu.Lock()
-	defer m.unlockOp()
-
-	ik := internalKey{r.InternalAddr, r.Proto, r.InternalPort}
-	e := m.byInt[ik]
-	if e != nil {
-		if err := m.authorize(e, r); err != nil {
-			return Lease{}, m.refuse(r, err)
-		}
-	}
-	if r.Lifetime == 0 {
-		if e == nil {
-			return Lease{}, nil
-		}
-		l, err := m.removeLocked(e, "released by client")
-		return l, err
-	}
-	if e != nil {
-		return m.renewLocked(e, r)
-	}
-	return m.createLocked(r)
+	// Requests are carried out in batches with the others in flight, in
+	// the order they arrive (batch.go).
+	return m.submit(&pending{r: r, done: make(chan struct{})})
 }
 
 // authorize checks that r may change the existing mapping e.
@@ -304,68 +296,9 @@ func (m *Manager) currentPolicy() *policy.Policy {
 	return m.policy
 }
 
-func (m *Manager) createLocked(r Request) (Lease, error) {
-	pol := m.currentPolicy()
-	if len(m.byKey) >= m.cfg.MaxLeases {
-		return Lease{}, m.refuse(r, fmt.Errorf("%w: %d leases, the configured maximum", ErrNoResources, len(m.byKey)))
-	}
-	if n := len(m.byHost[r.Client]); n >= m.cfg.MaxPerHost {
-		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s holds %d leases", ErrQuota, r.Client, n))
-	}
-	ranges := pol.ExtRanges(m.policyRequest(r, 0))
-	if len(ranges) == 0 {
-		d := pol.Check(m.policyRequest(r, r.SuggestedPort))
-		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s", ErrDenied, d.Reason))
-	}
-	ext, err := m.allocate(r, ranges)
-	if err != nil {
-		return Lease{}, m.refuse(r, err)
-	}
-	now := m.clk.Now()
-	life := m.ClampLifetime(r.Lifetime)
-	e := &entry{Lease: Lease{
-		Proto:        r.Proto,
-		ExternalPort: ext,
-		InternalAddr: r.InternalAddr,
-		InternalPort: r.InternalPort,
-		Client:       r.Client,
-		Origin:       r.Origin,
-		Nonce:        r.Nonce,
-		Auth:         r.Auth,
-		Description:  r.Description,
-		Filters:      slices.Clone(r.Filters),
-		Lifetime:     life,
-		Created:      wall(now),
-		Renewed:      wall(now),
-	}, deadline: now.Add(life)}
-	e.Expires = wall(now).Add(life)
-	if err := m.store.Put(e.Lease); err != nil {
-		return Lease{}, m.fail(r, fmt.Errorf("storing lease: %w", err))
-	}
-	if err := m.fw.Add(e.Pinhole()); err != nil {
-		if derr := m.store.Delete(e.Key()); derr != nil {
-			m.log.Error("undoing stored lease after firewall failure", "key", keyString(e.Key()), "err", derr)
-		}
-		return Lease{}, m.fail(r, fmt.Errorf("installing pinhole: %w", err))
-	}
-	e.stored = e.Expires
-	m.insert(e)
-	m.mu.Lock()
-	m.counters.Created++
-	m.mu.Unlock()
-	m.noteLocked(Event{Kind: Created, Lease: e.Lease})
-	via := string(e.Origin)
-	if e.Auth != "" {
-		via += " key " + e.Auth // the key's name, never its secret
-	}
-	m.log.Info("mapping created", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
-		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
-		"via", via, "lifetime", life.String(), "desc", e.Description)
-	return e.Lease, nil
-}
-
-// allocate picks the external port for a new mapping.
-func (m *Manager) allocate(r Request, ranges []policy.PortRange) (uint16, error) {
+// allocate picks the external port for a new mapping; busy reports ports
+// that are free in the table but spoken for (by the batch being decided).
+func (m *Manager) allocate(r Request, ranges []policy.PortRange, busy func(Key) bool) (uint16, error) {
 	inRanges := func(p uint16) bool {
 		for _, rg := range ranges {
 			if rg.Contains(p) {
@@ -376,8 +309,9 @@ func (m *Manager) allocate(r Request, ranges []policy.PortRange) (uint16, error)
 	}
 	reserved := func(p uint16) bool { return m.cfg.Reserved != nil && m.cfg.Reserved(r.Proto, p) }
 	free := func(p uint16) bool {
-		_, taken := m.byKey[Key{Proto: r.Proto, ExternalPort: p}]
-		return p != 0 && !taken && inRanges(p) && !reserved(p)
+		k := Key{Proto: r.Proto, ExternalPort: p}
+		_, taken := m.byKey[k]
+		return p != 0 && !taken && !busy(k) && inRanges(p) && !reserved(p)
 	}
 	if r.SuggestedPort != 0 {
 		if free(r.SuggestedPort) {
@@ -424,58 +358,6 @@ func pickPort(ranges []policy.PortRange, total, n int) uint16 {
 	return 0
 }
 
-func (m *Manager) renewLocked(e *entry, r Request) (Lease, error) {
-	pol := m.currentPolicy()
-	if d := pol.Check(m.policyRequest(r, e.ExternalPort)); !d.Allow {
-		// The policy changed since the lease was granted.
-		if _, err := m.removeLocked(e, "no longer allowed by policy"); err != nil {
-			return Lease{}, err
-		}
-		return Lease{}, m.refuse(r, fmt.Errorf("%w: %s", ErrDenied, d.Reason))
-	}
-	now := m.clk.Now()
-	life := m.ClampLifetime(r.Lifetime)
-	next := e.Lease
-	next.Lifetime = life
-	next.Renewed = wall(now)
-	next.Expires = wall(now).Add(life)
-	if r.HasDescription {
-		next.Description = r.Description
-	}
-	if r.Origin == OriginPCP {
-		next.Filters = slices.Clone(r.Filters)
-	}
-	changed := next.Description != e.Description || !slices.Equal(next.Filters, e.Filters)
-	if changed {
-		if err := m.store.Put(next); err != nil {
-			return Lease{}, m.fail(r, fmt.Errorf("storing lease: %w", err))
-		}
-		if !slices.Equal(next.Filters, e.Filters) {
-			if err := m.fw.Add(next.Pinhole()); err != nil {
-				if perr := m.store.Put(e.Lease); perr != nil {
-					m.log.Error("restoring stored lease after firewall failure", "key", keyString(e.Key()), "err", perr)
-				}
-				return Lease{}, m.fail(r, fmt.Errorf("updating pinhole: %w", err))
-			}
-		}
-	}
-	m.mu.Lock()
-	e.Lease = next
-	e.deadline = now.Add(life)
-	if changed {
-		e.stored = next.Expires
-	}
-	heap.Fix(&m.expiries, e.idx)
-	m.counters.Renewed++
-	m.mu.Unlock()
-	m.noteLocked(Event{Kind: Renewed, Lease: e.Lease})
-	m.log.Debug("mapping renewed", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
-		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
-		"lifetime", life.String())
-	m.kick()
-	return e.Lease, nil
-}
-
 // removeLocked deletes e from the store, the firewall and the table.
 func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 	if err := m.store.Delete(e.Key()); err != nil {
@@ -488,6 +370,12 @@ func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 		m.log.Error("removing pinhole; will re-sync the firewall", "key", keyString(e.Key()), "err", err)
 		m.fwDirty = true
 	}
+	return m.removed(e, reason), nil
+}
+
+// removed takes e, gone from the store and the firewall, out of the table,
+// and counts, reports and logs its removal.
+func (m *Manager) removed(e *entry, reason string) Lease {
 	m.mu.Lock()
 	m.deleteLocked(e)
 	if reason == ReasonExpired {
@@ -500,7 +388,7 @@ func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 	m.log.Info("mapping deleted", "proto", e.Proto.String(), "ext_port", e.ExternalPort,
 		"int", netip.AddrPortFrom(e.InternalAddr, e.InternalPort).String(), "client", e.Client.String(),
 		"reason", reason)
-	return e.Lease, nil
+	return e.Lease
 }
 
 // DeleteAll removes every lease of proto that client made with origin (the

@@ -138,6 +138,23 @@ func (s *Store) Delete(k lease.Key) error {
 	return nil
 }
 
+// Apply stores puts and deletes dels, as one write.
+func (s *Store) Apply(puts []lease.Lease, dels []lease.Key) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	for _, k := range dels {
+		delete(s.leases, k)
+	}
+	for _, l := range puts {
+		s.leases[l.Key()] = l
+	}
+	s.Writes++
+	return nil
+}
+
 // PutExpiries updates stored expiries.
 func (s *Store) PutExpiries(ls []lease.Lease) error {
 	s.mu.Lock()
