@@ -242,8 +242,8 @@ func TestBatchFailures(t *testing.T) {
 	g.Fail = leasetest.ErrInjected
 	before := r.m.List()
 	for _, req := range []lease.Request{
-		natpmp(hostA, firewall.TCP, 6000, 0, time.Minute),     // create
-		natpmp(hostB, firewall.TCP, 5000, 9000, 0),            // delete
+		natpmp(hostA, firewall.TCP, 6000, 0, time.Minute), // create
+		natpmp(hostB, firewall.TCP, 5000, 9000, 0),        // delete
 	} {
 		if _, err := r.m.Map(req); !errors.Is(err, lease.ErrFailure) {
 			t.Errorf("%+v with a failing store: %v", req, err)
