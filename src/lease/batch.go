@@ -71,6 +71,8 @@ func (m *Manager) submit(p *pending) (Lease, error) {
 			m.runBatch()
 		}
 		<-m.lead
+		// Events go out with no token held: onChange may call Map.
+		m.deliver()
 		return p.l, p.err
 	}
 }
@@ -128,10 +130,11 @@ type batchView struct {
 }
 
 // runBatch takes up to maxBatch queued requests and carries them out. The
-// caller is the leader.
+// caller is the leader; it delivers the batch's events once it has handed
+// the lead on.
 func (m *Manager) runBatch() {
 	m.opMu.Lock()
-	defer m.unlockOp()
+	defer m.opMu.Unlock()
 	m.qMu.Lock()
 	n := min(len(m.queue), maxBatch)
 	ps := slices.Clone(m.queue[:n])

@@ -218,3 +218,34 @@ func TestEventKindString(t *testing.T) {
 		}
 	}
 }
+
+// TestOnChangeMayMap: OnChange may make a request itself; with requests
+// carried out in batches, it must not wait for the batch that reports to it.
+func TestOnChangeMayMap(t *testing.T) {
+	rec := &recorder{}
+	var m *lease.Manager
+	r := newRig(t, func(c *lease.Config) {
+		c.OnChange = func(ev lease.Event) {
+			rec.add(ev)
+			if ev.Kind == lease.Created && ev.Lease.ExternalPort == 8080 {
+				if _, err := m.Map(natpmp(hostA, firewall.TCP, 8081, 8081, time.Minute)); err != nil {
+					t.Errorf("Map in OnChange: %v", err)
+				}
+			}
+		}
+	})
+	m = r.m
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := m.Map(natpmp(hostA, firewall.TCP, 8080, 8080, time.Minute)); err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Map did not return: OnChange waited for the batch that called it")
+	}
+	checkEvents(t, rec.take(), "created tcp/8080 1", "created tcp/8081 2")
+}
