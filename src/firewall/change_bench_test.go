@@ -47,3 +47,29 @@ func BenchmarkAddRemove(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIPTablesAddRemove is BenchmarkAddRemove for the iptables
+// backend (iptables-nft, and iptables-legacy first in $PATH), kept apart
+// because installing 10,000 pinholes takes iptables a while:
+//
+//	go test -run '^$' -bench 'IPTablesAddRemove' -benchtime 20x ./src/firewall/
+func BenchmarkIPTablesAddRemove(b *testing.B) {
+	for _, kind := range []string{KindIPTables, "iptables-legacy"} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s-%d", kind, n), func(b *testing.B) {
+				ns := newNetNS(b)
+				if kind == "iptables-legacy" {
+					useLegacy(b)
+				}
+				fw := newKernelBackend(b, KindIPTables, ns, "wan0")
+				must(b, "Sync", fw.Sync(manyPinholes(n)))
+				extra := Pinhole{Proto: TCP, ExternalPort: 1000,
+					InternalAddr: netip.MustParseAddr("198.51.100.250"), InternalPort: 4242}
+				loop(b, func() {
+					must(b, "Add", fw.Add(extra))
+					must(b, "Remove", fw.Remove(extra.Key()))
+				})
+			})
+		}
+	}
+}

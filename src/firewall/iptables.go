@@ -16,8 +16,11 @@ package firewall
 //	-A DPF-FORWARD -d INT/32 -p tcp -m tcp --dport PORT -m conntrack ... -j DROP
 //
 // Every pinhole rule carries the comment "dpf:PROTO:EXT", which is how Add,
-// Remove and Installed find a pinhole's rules. Unlike nftables, iptables
-// costs one rule per pinhole (and filter) per packet; that is inherent.
+// Remove and Installed find a pinhole's rules in a listing. Add, Remove and
+// Apply list only when they cannot trust their shadow of what they
+// installed (iptables_shadow.go); otherwise they cost one iptables-restore.
+// Unlike nftables, iptables costs one rule per pinhole (and filter) per
+// packet; that is inherent.
 //
 // The rule specs are written in the canonical form `iptables -S` prints, so
 // that "is this pinhole already installed" is a comparison of argument
@@ -57,6 +60,15 @@ type iptBackend struct {
 	mark   cleanMark
 	events bool
 	own    ownChanges
+	// counted: gen is a counter of commits (the nftables generation
+	// id), so a change of ours moves it by a known amount (see alone).
+	counted bool
+	// shadow is what our chains hold, trusted while gen reads its
+	// generation (iptables_shadow.go); nil when not known.
+	shadow *iptShadow
+	// noRestore: the driver has no iptables-restore, so changes are
+	// made rule by rule from a listing, without a shadow.
+	noRestore bool
 }
 
 // newIPTables returns the iptables backend on driver d, or on the real
@@ -74,7 +86,7 @@ func newIPTables(cfg Config, d iptDriver) (*iptBackend, error) {
 		}
 		b.ipt = g
 		if g.nft {
-			b.gen, b.events = &nftGen{netns: cfg.NetNS}, true
+			b.gen, b.events, b.counted = &nftGen{netns: cfg.NetNS}, true, true
 		} else {
 			b.gen = &legacyGen{netns: cfg.NetNS, now: time.Now}
 		}
@@ -94,11 +106,13 @@ func (b *iptBackend) Close() error {
 // changing is called at the start of every change of ours, and what it
 // returns at the end. It forgets that the kernel was known to be in order:
 // iptables-nft commits a varying number of transactions per command, so,
-// unlike the nftables backend's, our commits cannot be told from others' by
-// the generation id. Instead the watcher leaves out the notifications that
-// arrive while a change of ours runs (see ownChanges); someone else's
-// change made meanwhile is found by the next periodic Verify, which the
-// forgotten mark makes read the rules.
+// unlike the nftables backend's, our commits cannot in general be told from
+// others' by the generation id. Instead the watcher leaves out the
+// notifications that arrive while a change of ours runs (see ownChanges);
+// someone else's change made meanwhile is found by the next periodic
+// Verify, which the forgotten mark makes read the rules. The one exception
+// is a change made from the shadow on iptables-nft, whose commits are
+// counted: applyShadowed carries the mark over it.
 func (b *iptBackend) changing() (done func()) {
 	b.mark = cleanMark{}
 	return b.own.begin()
@@ -253,14 +267,17 @@ func (b *iptBackend) Init() error {
 			}
 		}
 	}
-	return b.ensureJumps()
+	_, err := b.ensureJumps()
+	return err
 }
 
-func (b *iptBackend) ensureJumps() error {
+// ensureJumps makes the jumps into our chains right; changes is the
+// number of iptables commands it ran to do so.
+func (b *iptBackend) ensureJumps() (changes int, err error) {
 	for _, j := range b.jumps() {
 		rules, _, err := b.list(j.table, j.chain)
 		if err != nil {
-			return err
+			return changes, err
 		}
 		var ours [][]string
 		first := -1
@@ -277,77 +294,31 @@ func (b *iptBackend) ensureJumps() error {
 		}
 		// Wrong interface, not first, or duplicated: start over.
 		for _, spec := range ours {
+			changes++
 			if err := b.ipt.Delete(j.table, j.chain, spec...); err != nil && !isNotExist(err) {
-				return fmt.Errorf("firewall: iptables -t %s -D %s: %w", j.table, j.chain, err)
+				return changes, fmt.Errorf("firewall: iptables -t %s -D %s: %w", j.table, j.chain, err)
 			}
 		}
+		changes++
 		if err := b.ipt.Insert(j.table, j.chain, 1, j.spec...); err != nil {
-			return fmt.Errorf("firewall: iptables -t %s -I %s: %w", j.table, j.chain, err)
+			return changes, fmt.Errorf("firewall: iptables -t %s -I %s: %w", j.table, j.chain, err)
 		}
 	}
-	return nil
+	return changes, nil
 }
 
 // Add installs p unless exactly its rules are there; otherwise it deletes
-// the pinhole's rules and appends the new ones.
+// the pinhole's rules and appends the new ones, in one iptables-restore
+// run (see applyChanges for what else it costs).
 func (b *iptBackend) Add(p Pinhole) error {
-	defer b.changing()()
 	p, err := validate(p)
 	if err != nil {
 		return err
 	}
-	nat, fwd := iptRules(p)
-	curNAT, curFwd, chains, err := b.rulesOf(p.Key())
-	if err != nil {
-		return err
-	}
-	if !chains {
-		// Someone deleted our chains: re-create them and the jumps.
-		if err := b.Init(); err != nil {
-			return err
-		}
-	}
-	if slices.EqualFunc(curNAT, [][]string{nat}, slices.Equal) && slices.EqualFunc(curFwd, fwd, slices.Equal) {
-		return nil // already so
-	}
-	if err := b.deleteRules(curNAT, curFwd); err != nil {
-		return err
-	}
-	for _, spec := range fwd {
-		if err := b.ipt.Append(iptTableFilter, iptChainForward, spec...); err != nil {
-			return fmt.Errorf("firewall: iptables -A %s: %w", iptChainForward, err)
-		}
-	}
-	if err := b.ipt.Append(iptTableNAT, iptChainNAT, nat...); err != nil {
-		return fmt.Errorf("firewall: iptables -t nat -A %s: %w", iptChainNAT, err)
-	}
-	return nil
+	return b.applyChanges([]iptChange{{p.Key(), &p}})
 }
 
-// rulesOf returns the specs of the rules tagged with k in our chains;
-// chains is false if either chain is missing.
-func (b *iptBackend) rulesOf(k Key) (nat, fwd [][]string, chains bool, err error) {
-	nr, okN, err := b.list(iptTableNAT, iptChainNAT)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	fr, okF, err := b.list(iptTableFilter, iptChainForward)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	for _, r := range nr {
-		if r.ours && r.key == k {
-			nat = append(nat, r.spec)
-		}
-	}
-	for _, r := range fr {
-		if r.ours && r.key == k {
-			fwd = append(fwd, r.spec)
-		}
-	}
-	return nat, fwd, okN && okF, nil
-}
-
+// deleteRules deletes the given rules of our chains one by one.
 func (b *iptBackend) deleteRules(nat, fwd [][]string) error {
 	// DNAT first, so no new flow is set up for a half-removed pinhole.
 	for _, spec := range nat {
@@ -363,19 +334,33 @@ func (b *iptBackend) deleteRules(nat, fwd [][]string) error {
 	return nil
 }
 
-// Remove deletes the rules tagged with k.
+// Remove deletes the rules tagged with k, in one iptables-restore run
+// (see applyChanges).
 func (b *iptBackend) Remove(k Key) error {
-	defer b.changing()()
-	nat, fwd, _, err := b.rulesOf(k)
-	if err != nil {
-		return err
+	return b.applyChanges([]iptChange{{k, nil}})
+}
+
+// Apply removes remove's pinholes and installs add's, in one
+// iptables-restore run (see applyChanges).
+func (b *iptBackend) Apply(add []Pinhole, remove []Key) error {
+	cs := make([]iptChange, 0, len(remove)+len(add))
+	for _, k := range remove {
+		cs = append(cs, iptChange{k: k})
 	}
-	return b.deleteRules(nat, fwd)
+	for _, p := range add {
+		v, err := validate(p)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, iptChange{v.Key(), &v})
+	}
+	return b.applyChanges(cs)
 }
 
 // Sync rewrites both chains with exactly ps's rules. With iptables-restore
-// that is one call (each table is replaced atomically); without, the chains
-// are flushed and the rules appended one by one.
+// that is one call (each table is replaced atomically), after which the
+// shadow is ps if no one else committed meanwhile; without, the chains are
+// flushed and the rules appended one by one.
 func (b *iptBackend) Sync(ps []Pinhole) error {
 	defer b.changing()()
 	want, err := validateAll(ps)
@@ -388,15 +373,31 @@ func (b *iptBackend) Sync(ps []Pinhole) error {
 		nat = append(nat, n)
 		fwd = append(fwd, f...)
 	}
+	b.shadow = nil
+	var g0 uint32
+	genErr := ErrUnsupported
+	if b.gen != nil {
+		g0, genErr = b.gen.read()
+	}
 	err = b.ipt.Restore(iptRestoreInput(nat, fwd))
-	if err == ErrUnsupported {
+	b.noRestore = err == ErrUnsupported
+	if b.noRestore {
 		b.cfg.Logger.Debug("iptables: no iptables-restore, syncing rule by rule")
 		err = b.syncSlow(nat, fwd)
 	}
 	if err != nil {
 		return fmt.Errorf("firewall: iptables sync: %w", err)
 	}
-	return b.ensureJumps()
+	jumps, err := b.ensureJumps()
+	if err != nil || genErr != nil || b.noRestore {
+		return err
+	}
+	// The restore commits its two tables, ensureJumps one generation
+	// per command.
+	if g1, err := b.gen.read(); err == nil && b.alone(g0, g1, 2+jumps) {
+		b.shadow = newIPTShadow(want, g1)
+	}
+	return nil
 }
 
 // iptRestoreInput is the `iptables-restore --noflush` input that creates (or
@@ -497,6 +498,7 @@ func (b *iptBackend) Installed() ([]Pinhole, error) {
 // Cleanup deletes the jumps into our chains, then the chains.
 func (b *iptBackend) Cleanup() error {
 	defer b.changing()()
+	b.shadow = nil
 	for _, j := range b.jumps() {
 		rules, _, err := b.list(j.table, j.chain)
 		if err != nil {
@@ -524,21 +526,6 @@ func (b *iptBackend) Cleanup() error {
 		}
 		if err := b.ipt.DeleteChain(c.table, c.chain); err != nil {
 			return fmt.Errorf("firewall: iptables -t %s -X %s: %w", c.table, c.chain, err)
-		}
-	}
-	return nil
-}
-
-// Apply removes remove's pinholes and installs add's, one by one.
-func (b *iptBackend) Apply(add []Pinhole, remove []Key) error {
-	for _, k := range remove {
-		if err := b.Remove(k); err != nil {
-			return err
-		}
-	}
-	for _, p := range add {
-		if err := b.Add(p); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -15,6 +15,26 @@ type fakeIPT struct {
 	chains    map[string][][]string // "table/chain" -> rules
 	noRestore bool                  // Restore returns ErrUnsupported
 	calls     []string              // mutating calls, for counting
+	// restores are the inputs Restore was given.
+	restores []string
+	// failRestore, when a table's name, makes Restore fail at that
+	// table's COMMIT (the sections before it stay committed).
+	failRestore string
+	// gen, if set, moves by one with every committed change, as the
+	// nftables generation id does under iptables-nft.
+	gen *fakeGen
+	// lists counts List calls (`iptables -S`, the reads that cost O(N)).
+	lists int
+	// onRestore, if set, runs at the start of every Restore: a
+	// foreign change made while ours runs.
+	onRestore func()
+}
+
+// bump moves gen, if set, for one committed change.
+func (f *fakeIPT) bump() {
+	if f.gen != nil {
+		f.gen.gen++
+	}
 }
 
 var _ iptDriver = (*fakeIPT)(nil)
@@ -42,6 +62,7 @@ func (f *fakeIPT) ChainExists(table, chain string) (bool, error) {
 func (f *fakeIPT) ClearChain(table, chain string) error {
 	f.calls = append(f.calls, "clear "+table+"/"+chain)
 	f.chains[table+"/"+chain] = nil
+	f.bump()
 	return nil
 }
 
@@ -55,11 +76,13 @@ func (f *fakeIPT) DeleteChain(table, chain string) error {
 		return fmt.Errorf("fake iptables: chain %s not empty", k)
 	}
 	delete(f.chains, k)
+	f.bump()
 	return nil
 }
 
 // List prints like `iptables -S CHAIN`, quoting comments as iptables does.
 func (f *fakeIPT) List(table, chain string) ([]string, error) {
+	f.lists++
 	rules, ok := f.chains[table+"/"+chain]
 	if !ok {
 		return nil, errFakeNotExist
@@ -72,7 +95,7 @@ func (f *fakeIPT) List(table, chain string) ([]string, error) {
 		args := slices.Clone(r)
 		for i := range args {
 			if i > 0 && args[i-1] == "--comment" {
-				args[i] = `"` + args[i] + `"`
+				args[i] = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(args[i]) + `"`
 			}
 		}
 		out = append(out, "-A "+chain+" "+strings.Join(args, " "))
@@ -96,6 +119,7 @@ func (f *fakeIPT) Insert(table, chain string, pos int, spec ...string) error {
 		return errFakeNotExist
 	}
 	f.chains[k] = slices.Insert(rules, pos-1, slices.Clone(spec))
+	f.bump()
 	return nil
 }
 
@@ -106,6 +130,7 @@ func (f *fakeIPT) Append(table, chain string, spec ...string) error {
 		return errFakeNotExist
 	}
 	f.chains[k] = append(f.chains[k], slices.Clone(spec))
+	f.bump()
 	return nil
 }
 
@@ -117,34 +142,77 @@ func (f *fakeIPT) Delete(table, chain string, spec ...string) error {
 		return errFakeNotExist
 	}
 	f.chains[k] = slices.Delete(f.chains[k], i, i+1)
+	f.bump()
 	return nil
 }
 
-// Restore applies `iptables-restore --noflush` input: a chain declaration
-// creates or flushes the chain, "-A" appends.
+// Restore applies `iptables-restore --noflush` input as iptables-nft does:
+// a chain declaration creates or flushes the chain, "-A" appends, "-D"
+// deletes the first rule equal to its spec (an error if there is none).
+// Each table section is committed on its own at its COMMIT (moving gen,
+// if set, by one when it changed anything): an error, or failRestore
+// naming the section's table, abandons that section and the ones after it,
+// while those before stay committed.
 func (f *fakeIPT) Restore(data []byte) error {
 	if f.noRestore {
 		return ErrUnsupported
 	}
 	f.calls = append(f.calls, "restore")
+	if f.onRestore != nil {
+		f.onRestore()
+	}
+	f.restores = append(f.restores, string(data))
 	table := ""
-	for _, line := range strings.Split(string(data), "\n") {
+	var work map[string][][]string // the section's chains, committed at COMMIT
+	for i, line := range strings.Split(string(data), "\n") {
+		bad := func(err error) error {
+			return fmt.Errorf("fake iptables-restore: line %d failed: %w", i+1, err)
+		}
 		switch {
-		case line == "" || line == "COMMIT":
+		case line == "":
 		case strings.HasPrefix(line, "*"):
-			table = line[1:]
+			table, work = line[1:], make(map[string][][]string)
+		case work == nil:
+			return bad(errors.New("outside a table section"))
+		case line == "COMMIT":
+			if table == f.failRestore {
+				return bad(errors.New("injected failure"))
+			}
+			for k, rules := range work {
+				f.chains[k] = rules
+			}
+			if len(work) > 0 {
+				f.bump()
+			}
+			table, work = "", nil
 		case strings.HasPrefix(line, ":"):
-			f.chains[table+"/"+strings.Fields(line[1:])[0]] = nil
-		case strings.HasPrefix(line, "-A "):
+			work[table+"/"+strings.Fields(line[1:])[0]] = [][]string{}
+		case strings.HasPrefix(line, "-A "), strings.HasPrefix(line, "-D "):
 			args := splitRule(line)
 			k := table + "/" + args[1]
-			if _, ok := f.chains[k]; !ok {
-				return errFakeNotExist
+			rules, ok := work[k]
+			if !ok {
+				if rules, ok = f.chains[k]; !ok {
+					return bad(errFakeNotExist)
+				}
+				rules = slices.Clone(rules)
 			}
-			f.chains[k] = append(f.chains[k], args[2:])
+			if args[0] == "-A" {
+				rules = append(rules, args[2:])
+			} else {
+				i := slices.IndexFunc(rules, func(r []string) bool { return slices.Equal(r, args[2:]) })
+				if i < 0 {
+					return bad(errFakeNotExist)
+				}
+				rules = slices.Delete(rules, i, i+1)
+			}
+			work[k] = rules
 		default:
-			return fmt.Errorf("fake iptables-restore: bad line %q", line)
+			return bad(fmt.Errorf("bad line %q", line))
 		}
+	}
+	if work != nil {
+		return errors.New("fake iptables-restore: no COMMIT")
 	}
 	return nil
 }

@@ -47,8 +47,12 @@ func (b *iptBackend) Verify(ps []Pinhole) (Drift, error) {
 	}
 	if d.Clean() && genErr == nil {
 		b.mark = cleanMark{valid: true, gen: gen, count: len(want)}
+		// The chains hold exactly want's rules, once each: what
+		// changes diff against from now on (iptables_shadow.go).
+		b.shadow = newIPTShadow(want, gen)
 	} else {
 		b.mark = cleanMark{}
+		b.shadow = nil
 	}
 	return d, nil
 }
