@@ -45,9 +45,19 @@ type Config struct {
 	PhaseBudget    time.Duration // bound of each fill step
 	RestartBudget  time.Duration // bound of each wait for the rules after a restart
 	RequestTimeout time.Duration // bound of one request, retransmissions included
-	ConnDuration   time.Duration // length of each inbound connection measurement
-	Samples        int           // one-more map/delete samples at each N
-	WriteDuration  time.Duration // length of the renewal write measurement
+	// ConnWindow is the length of one inbound connection window; each
+	// connection rate is the median of ConnWindows windows.
+	ConnWindow  time.Duration
+	ConnWindows int
+	// ConnWarmup is the length of the discarded connection window before
+	// the first (one pinhole) measurement of a lab, which runs slower on
+	// cold caches.
+	ConnWarmup time.Duration
+	// Samples is the most sequential one-more map/delete pairs at each N;
+	// SampleBudget bounds their time, but at least minSamples are taken.
+	Samples       int
+	SampleBudget  time.Duration
+	WriteDuration time.Duration // length of the renewal write measurement
 	// WriteLeases is the number of renewing leases in the write
 	// measurement (the figure is scaled to 1,000 leases).
 	WriteLeases int
@@ -67,8 +77,11 @@ func Defaults() Config {
 		PhaseBudget:    3 * time.Minute,
 		RestartBudget:  time.Minute,
 		RequestTimeout: 15 * time.Second,
-		ConnDuration:   3 * time.Second,
-		Samples:        20,
+		ConnWindow:     time.Second,
+		ConnWindows:    3,
+		ConnWarmup:     time.Second,
+		Samples:        200,
+		SampleBudget:   10 * time.Second,
 		WriteDuration:  60 * time.Second,
 		WriteLeases:    writeLeases,
 		NamePrefix:     fmt.Sprintf("dpfb%d", os.Getpid()%100000),
@@ -84,8 +97,11 @@ func Quick(c Config) Config {
 	c.PhaseBudget = 60 * time.Second
 	c.RestartBudget = 30 * time.Second
 	c.RequestTimeout = 5 * time.Second
-	c.ConnDuration = time.Second
-	c.Samples = 5
+	c.ConnWindow = time.Second
+	c.ConnWindows = 1
+	c.ConnWarmup = 250 * time.Millisecond
+	c.Samples = 20
+	c.SampleBudget = 2 * time.Second
 	c.WriteDuration = 7 * time.Second
 	c.WriteLeases = 200
 	return c
@@ -109,17 +125,23 @@ const (
 	MFillEndRate = "fill_end_rate" // requests/s of the last step up to N
 	MFillP50     = "fill_p50_ms"
 	MFillP99     = "fill_p99_ms"
-	MFillReached = "fill_reached" // mappings made (N unless the budget ran out)
-	MMapOneP50   = "map_one_p50_ms"
-	MDelOneP50   = "delete_one_p50_ms"
-	MConnRate    = "conn_rate" // new inbound TCP connections/s; N = 0: one pinhole only
-	MRSS         = "rss_mb"
-	MCPU         = "cpu_s" // CPU time of the fill from 0 to N
-	MRestart     = "restart_s"
-	MRestored    = "restart_restored" // rules back at the end of the restart wait
-	MWritePerH   = "write_bytes_per_hour"
-	MWCharPerH   = "wchar_per_hour"
-	MBinary      = "binary_bytes"
+	MFillReached = "fill_reached" // mappings made (N unless the budget ran out or requests failed)
+	// One more map and one delete at N: sequential single requests.
+	MMapOneP50  = "map_one_p50_ms"
+	MMapOneP99  = "map_one_p99_ms"
+	MDelOneP50  = "delete_one_p50_ms"
+	MDelOneP99  = "delete_one_p99_ms"
+	MOneSamples = "one_samples" // map+delete pairs behind the four above
+	// MConnRate is new inbound TCP connections/s, the median of the
+	// windows of one run; N = 0: one pinhole only.
+	MConnRate  = "conn_rate"
+	MRSS       = "rss_mb"
+	MCPU       = "cpu_s" // CPU time of the fill from 0 to N
+	MRestart   = "restart_s"
+	MRestored  = "restart_restored" // rules back at the end of the restart wait
+	MWritePerH = "write_bytes_per_hour"
+	MWCharPerH = "wchar_per_hour"
+	MBinary    = "binary_bytes"
 )
 
 // Results is everything a Run measured.
@@ -309,11 +331,16 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 	}
 	ext[connOp] = cext
 	if general {
-		rate, err := connRate(e.lab, cext, c.ConnDuration)
-		if err != nil {
+		// A fresh lab's first connections are slower (cold caches):
+		// warm up before the baseline and discard it.
+		if c.ConnWarmup > 0 {
+			if _, err := connRate(e.lab, cext, c.ConnWarmup); err != nil {
+				return fmt.Errorf("connection warm-up: %w", err)
+			}
+		}
+		if err := connFigure(c, res, e.lab, t, cext, 0, run); err != nil {
 			return err
 		}
-		res.add(Measurement{Target: t, N: 0, Run: run, Metric: MConnRate, Value: rate})
 	}
 	var (
 		lats    []time.Duration
@@ -340,8 +367,11 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		}
 		reached := prev + r.Done
 		note := ""
-		if reached < n {
-			note = fmt.Sprintf("reached %d of %d in %v (%d failed, first: %v)", reached, n, c.PhaseBudget, r.Failed, r.FirstErr)
+		switch {
+		case reached < n && (r.Truncated || r.Elapsed >= c.PhaseBudget):
+			note = fmt.Sprintf("reached %d of %d: the step's budget of %v ran out (%d failed, first: %v)", reached, n, c.PhaseBudget, r.Failed, r.FirstErr)
+		case reached < n:
+			note = fmt.Sprintf("reached %d of %d in %v: %d requests failed (first: %v)", reached, n, r.Elapsed.Round(time.Second), r.Failed, r.FirstErr)
 		}
 		m(n, MFillReached, float64(reached), note)
 		m(n, MFillRate, float64(len(lats))/elapsed.Seconds(), note)
@@ -351,23 +381,26 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		c.Logf("  N=%d: %d mapped, %.0f req/s, p50 %.2f ms, p99 %.2f ms %s", n, reached, float64(len(lats))/elapsed.Seconds(),
 			ms(Percentile(lats, 50)), ms(Percentile(lats, 99)), note)
 		if reached < n {
-			return nil // the budget ran out: larger N are out of reach
+			return nil // the budget ran out or requests failed: larger N are out of reach
 		}
 		prev = n
-		mapLat, delLat, err := oneMore(ctx, gen, c.Samples)
+		mapLat, delLat, err := oneMore(ctx, gen, c.Samples, c.SampleBudget)
 		if err != nil {
 			return fmt.Errorf("one more map at N=%d: %w", n, err)
 		}
 		m(n, MMapOneP50, ms(Percentile(mapLat, 50)), "")
+		m(n, MMapOneP99, ms(Percentile(mapLat, 99)), "")
 		m(n, MDelOneP50, ms(Percentile(delLat, 50)), "")
+		m(n, MDelOneP99, ms(Percentile(delLat, 99)), "")
+		m(n, MOneSamples, float64(len(mapLat)), "")
+		c.Logf("  N=%d one more: %d samples, map p50 %.2f ms p99 %.2f ms, delete p50 %.2f ms p99 %.2f ms", n, len(mapLat),
+			ms(Percentile(mapLat, 50)), ms(Percentile(mapLat, 99)), ms(Percentile(delLat, 50)), ms(Percentile(delLat, 99)))
 		if !general {
 			continue
 		}
-		rate, err := connRate(e.lab, cext, c.ConnDuration)
-		if err != nil {
+		if err := connFigure(c, res, e.lab, t, cext, n, run); err != nil {
 			return err
 		}
-		res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnRate, Value: rate})
 		st, err := e.d.stats()
 		if err != nil {
 			return err
@@ -381,9 +414,19 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 	return nil
 }
 
-// oneMore maps and deletes one extra port, samples times, from LAN host 0.
-func oneMore(ctx context.Context, gen *Generator, samples int) (mapLat, delLat []time.Duration, err error) {
+// minSamples is the fewest one-more samples taken whatever the budget, so
+// that a slow daemon still gets a median.
+const minSamples = 5
+
+// oneMore maps and deletes one extra port from LAN host 0, one request at a
+// time, up to samples times: it starts no new pair once budget has passed
+// and minSamples pairs are done.
+func oneMore(ctx context.Context, gen *Generator, samples int, budget time.Duration) (mapLat, delLat []time.Duration, err error) {
+	start := time.Now()
 	for j := range samples {
+		if j >= minSamples && time.Since(start) >= budget {
+			break
+		}
 		op := Op{Host: 0, Port: uint16(sampleBase + j), Lifetime: fillLifetime}
 		lat, _, err := gen.Do(ctx, 0, op)
 		if err != nil {

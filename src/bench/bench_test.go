@@ -27,6 +27,14 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestThousands(t *testing.T) {
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 10000: "10,000", 1234567: "1,234,567", -4000: "-4,000"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestSpread(t *testing.T) {
 	s := spreadOf([]float64{3, 1, 2, 10})
 	if s.Median != 2.5 || s.Min != 1 || s.Max != 10 || s.Runs != 4 {
@@ -74,5 +82,127 @@ func TestEncodeMatch(t *testing.T) {
 	refused := pcp.Response{Op: pcp.OpMap, Result: 2, Map: preq.Map}.AppendTo(nil)
 	if ok, _, err := g.match(op, refused); !ok || err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("PCP refusal = %v %v", ok, err)
+	}
+}
+
+// reportResults builds Results for the report tests: dpfd-nftables fills
+// every size, miniupnpd-nftables runs out of budget as given by miniReached
+// (size -> mappings made; sizes absent from it were not reached).
+func reportResults(miniReached map[int]float64) *Results {
+	c := Defaults()
+	c.Targets = []Target{DpfdNftables, MiniupnpdNftables}
+	r := &Results{Config: c}
+	for _, p := range []Proto{NATPMP, PCP} {
+		for _, n := range c.Sizes {
+			for _, m := range []Measurement{
+				{Metric: MFillRate, Value: 5000}, {Metric: MFillReached, Value: float64(n)},
+				{Metric: MFillP99, Value: 40}, // queueing in the fill: must not decide the p99 goal
+				{Metric: MMapOneP50, Value: 0.3}, {Metric: MMapOneP99, Value: 0.9}, {Metric: MOneSamples, Value: 200},
+			} {
+				m.Target, m.Proto, m.N, m.Run = DpfdNftables, p, n, 1
+				r.add(m)
+			}
+			reached, ok := miniReached[n]
+			if !ok {
+				continue
+			}
+			r.add(Measurement{Target: MiniupnpdNftables, Proto: p, N: n, Run: 1, Metric: MFillReached, Value: reached})
+			// 20 req/s at the end of the fill, 200 over 0..1,000.
+			rate := map[int]float64{100: 400, 1000: 200, 10000: 20}[n]
+			r.add(Measurement{Target: MiniupnpdNftables, Proto: p, N: n, Run: 1, Metric: MFillRate, Value: rate})
+			r.add(Measurement{Target: MiniupnpdNftables, Proto: p, N: n, Run: 1, Metric: MFillEndRate, Value: rate / 4})
+		}
+	}
+	return r
+}
+
+func goalByPrefix(t *testing.T, r *Results, prefix string) goal {
+	t.Helper()
+	for _, g := range r.goals() {
+		if strings.HasPrefix(g.text, prefix) {
+			return g
+		}
+	}
+	t.Fatalf("no goal %q", prefix)
+	return goal{}
+}
+
+// TestP99Goal: the p99 goal is judged on the sequential one-more map
+// latencies at N = 1,000, not on the fill's.
+func TestP99Goal(t *testing.T) {
+	r := reportResults(map[int]float64{100: 100, 1000: 1000, 10000: 4000})
+	for _, p := range []Proto{NATPMP, PCP} {
+		fig, pass, ok := goalByPrefix(t, r, "N=1,000 map latency p99 < 2 ms ("+string(p)).check(r, DpfdNftables)
+		if !ok || !pass || fig != "0.90 ms (200 samples)" {
+			t.Errorf("%s: p99 goal = %q pass %v ok %v, want 0.90 ms (200 samples) PASS", p, fig, pass, ok)
+		}
+	}
+}
+
+// TestFillRatio: miniupnpd's side of the ratio is its rate over the whole
+// fill up to where it stopped, not the last step's rate.
+func TestFillRatio(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		reached   map[int]float64
+		ok        bool
+		mini      float64
+		miniN     int
+		footnote  string
+		wantRatio float64
+	}{
+		{"reached 4000 of 10000", map[int]float64{100: 100, 1000: 1000, 10000: 4000}, true, 20, 10000,
+			"over 0..4,000 (where its fill stopped, in the N=10,000 step) = 250.0×", 250},
+		{"stopped in the 1000 step", map[int]float64{100: 100, 1000: 700}, true, 200, 1000,
+			"over 0..700 (where its fill stopped, in the N=1,000 step) = 25.0×", 25},
+		{"all reached", map[int]float64{100: 100, 1000: 1000, 10000: 10000}, true, 20, 10000,
+			"over 0..10,000 (made all) = 250.0×", 250},
+		{"stopped by an error after 1000", map[int]float64{100: 100, 1000: 1000}, false, 0, 0, "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := reportResults(c.reached)
+			f, ok := r.fillRatio(DpfdNftables, MiniupnpdNftables, PCP)
+			if ok != c.ok || f.mini != c.mini || f.miniN != c.miniN {
+				t.Fatalf("fillRatio = %+v, %v; want mini %v at N=%d, %v", f, ok, c.mini, c.miniN, c.ok)
+			}
+			var b strings.Builder
+			r.WriteMarkdown(&b)
+			md := b.String()
+			if !strings.Contains(md, "¹ Fill rate ratio") || !strings.Contains(md, c.footnote) {
+				t.Errorf("footnote %q missing:\n%s", c.footnote, md)
+			}
+			fig, pass, gok := goalByPrefix(t, r, "N=10,000 fill (pcp)").check(r, DpfdNftables)
+			if gok != c.ok || (c.ok && pass != (c.wantRatio >= 50)) {
+				t.Errorf("goal = %q pass %v ok %v", fig, pass, gok)
+			}
+		})
+	}
+}
+
+// TestReportRows: the tables show the sequential p50/p99 and the sample
+// count, and the method says how they are taken.
+func TestReportRows(t *testing.T) {
+	r := reportResults(map[int]float64{100: 100, 1000: 1000, 10000: 4000})
+	var b strings.Builder
+	r.WriteMarkdown(&b)
+	md := b.String()
+	for _, want := range []string{
+		"| N=1000 one more map p99 ms (sequential) | 0.90 |",
+		"| N=1000 one more map+delete: samples | 200 |",
+		"| N=1000 fill latency p99 ms | 40.0 |",
+		"no new pair starts after 10s (but at least 5 pairs",
+		"median of 3 window(s) of 1s",
+		"discarded warm-up window of 1s",
+		"%!", // must not appear: checked below
+	} {
+		if want == "%!" {
+			if strings.Contains(md, want) {
+				t.Errorf("report has a formatting error:\n%s", md)
+			}
+			continue
+		}
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
 	}
 }

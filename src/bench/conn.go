@@ -88,3 +88,22 @@ func connRate(l *lab.Lab, port uint16, d time.Duration) (float64, error) {
 	}
 	return float64(ok) / took.Seconds(), nil
 }
+
+// connFigure records the inbound connection rate through port with n
+// mappings installed: the median of c.ConnWindows windows of c.ConnWindow
+// each (at least one), so that one noisy window does not decide it.
+func connFigure(c Config, res *Results, l *lab.Lab, t Target, port uint16, n, run int) error {
+	windows := max(1, c.ConnWindows)
+	rates := make([]float64, 0, windows)
+	for range windows {
+		rate, err := connRate(l, port, c.ConnWindow)
+		if err != nil {
+			return err
+		}
+		rates = append(rates, rate)
+	}
+	med := spreadOf(rates).Median
+	res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnRate, Value: med})
+	c.Logf("  N=%d inbound connections/s: median %.0f of windows %.0f", n, med, rates)
+	return nil
+}
