@@ -343,7 +343,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) watch(ctx context.Context) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
-	lastSave := time.Now()
+	// written: when the epoch last reached the disk, as far as watch
+	// knows; lastAuthSave: when the replay state was last saved.
+	written, lastAuthSave := time.Now(), time.Now()
 	// A wall-clock step makes the saved epoch's time wrong, and with it
 	// the downtime restoredEpoch adds at the next start: save it again at
 	// once.
@@ -364,22 +366,27 @@ func (d *Daemon) watch(ctx context.Context) {
 		}
 		interval := checkpointInterval(d.cfg)
 		d.mu.Unlock()
+		// The epoch is staged at every tick, so that the next lease
+		// checkpoint or change carries it to disk (one flash write
+		// instead of two). When no write carried one for an interval, or
+		// the clock stepped, it is written at once.
 		step, _ := jumps.Check()
-		if step == 0 && time.Since(lastSave) < interval {
-			continue
+		now := time.Now()
+		if !d.store.Staged() {
+			written = now // what was staged is on disk
 		}
-		// The periodic save rides on the next lease checkpoint or
-		// change (one flash write instead of two); one that found none
-		// within an interval, or a step of the clock, is written at once.
-		if step != 0 || d.store.Staged() {
-			if err := d.store.SaveEpoch(d.srv.Epoch(), time.Now()); err != nil {
+		if step != 0 || now.Sub(written) >= interval {
+			if err := d.store.SaveEpoch(d.srv.Epoch(), now); err != nil {
 				d.log.Warn("saving epoch", "err", err)
 			}
+			written = now
 		} else {
-			d.store.StageEpoch(d.srv.Epoch(), time.Now())
+			d.store.StageEpoch(d.srv.Epoch(), now)
 		}
-		d.saveAuthSeqs()
-		lastSave = time.Now()
+		if step != 0 || now.Sub(lastAuthSave) >= interval {
+			d.saveAuthSeqs()
+			lastAuthSave = now
+		}
 	}
 }
 

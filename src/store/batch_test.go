@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/dpf-router/dpf/src/lease"
 )
 
@@ -91,5 +93,63 @@ func TestStagedEpoch(t *testing.T) {
 	}
 	if s.Staged() || epoch() != 500 {
 		t.Fatalf("after SaveEpoch: staged %v, epoch %d", s.Staged(), epoch())
+	}
+}
+
+// TestCheckpointCompactsExpiries checks that a checkpoint renewing most
+// leases rewrites the expiry bucket with full pages (leases created in
+// random order leave them half full), keeps every expiry right, and that a
+// checkpoint renewing a few changes only those.
+func TestCheckpointCompactsExpiries(t *testing.T) {
+	s, _ := openTemp(t)
+	const n = 1000
+	base := time.Unix(1_800_000_000, 0)
+	ls := make([]lease.Lease, n)
+	for i := range n {
+		p := i
+		ls[i] = sample(uint16(10000 + p))
+		ls[i].Expires = base.Add(time.Duration(p) * time.Second)
+		if err := s.Put(ls[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := func() bolt.BucketStats {
+		var st bolt.BucketStats
+		s.db.View(func(tx *bolt.Tx) error { st = tx.Bucket(bucketExpiry).Stats(); return nil })
+		return st
+	}
+	before := stats()
+	for i := range ls {
+		ls[i].Expires = ls[i].Expires.Add(time.Hour)
+	}
+	if err := s.PutExpiries(ls); err != nil {
+		t.Fatal(err)
+	}
+	after := stats()
+	if after.KeyN != n || after.LeafPageN*3 > before.LeafPageN*2 {
+		t.Fatalf("expiry bucket: %d keys in %d leaf pages (before the checkpoint %d pages); want %d keys, a third fewer pages",
+			after.KeyN, after.LeafPageN, before.LeafPageN, n)
+	}
+	few := []lease.Lease{ls[3], ls[500]}
+	few[0].Expires = few[0].Expires.Add(time.Minute)
+	few[1].Expires = few[1].Expires.Add(time.Minute)
+	if err := s.PutExpiries(few); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint16]time.Time{}
+	for _, l := range ls {
+		want[l.ExternalPort] = l.Expires
+	}
+	for _, l := range few {
+		want[l.ExternalPort] = l.Expires
+	}
+	got, bad, err := s.Load()
+	if err != nil || len(bad) > 0 || len(got) != n {
+		t.Fatalf("Load: %d leases, %v, %v", len(got), bad, err)
+	}
+	for _, l := range got {
+		if !l.Expires.Equal(want[l.ExternalPort]) {
+			t.Fatalf("port %d expires %v, want %v", l.ExternalPort, l.Expires, want[l.ExternalPort])
+		}
 	}
 }
