@@ -457,7 +457,7 @@ func restart(ctx context.Context, c Config, res *Results, e *env, gen *Generator
 	if err := e.d.clearRules(); err != nil {
 		return err
 	}
-	if got := portsPresent(e.d.rules(), ports); got > 0 {
+	if got := e.d.present(ports); got > 0 {
 		return fmt.Errorf("%d rules left after clearing", got)
 	}
 	// A daemon that reloads its mappings before it listens (miniupnpd)

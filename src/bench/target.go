@@ -398,6 +398,26 @@ func (d *daemon) rules() string {
 	return a + b
 }
 
+// present counts how many of ports the router's ruleset holds: read over
+// netlink for the nftables targets (nftPorts), from iptables-save text for
+// the iptables ones.
+func (d *daemon) present(ports map[uint16]bool) int {
+	if !strings.HasSuffix(string(d.target), "nftables") {
+		return portsPresent(d.rules(), ports)
+	}
+	have, err := nftPorts(d.lab)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for p := range ports {
+		if have[p] {
+			n++
+		}
+	}
+	return n
+}
+
 var numRE = regexp.MustCompile(`\d+`)
 
 // portsPresent counts how many of ports occur as numbers in the ruleset.
@@ -474,7 +494,7 @@ func (d *daemon) stats() (procStats, error) {
 // ends, and returns how many were present at the end.
 func (d *daemon) waitRules(ctx context.Context, ports map[uint16]bool) int {
 	for {
-		n := portsPresent(d.rules(), ports)
+		n := d.present(ports)
 		if n >= len(ports) || ctx.Err() != nil {
 			return n
 		}
