@@ -200,13 +200,33 @@ func (r *Results) goals() []goal {
 			if !ok {
 				return "", false, false
 			}
-			b, ok2 := r.Figure(r.miniFor(t, present), NATPMP, 10000, MMapOneP50)
+			// miniupnpd may not reach 10,000 within the fill budget:
+			// then its figure at the largest N it reached stands in.
+			// Its latency grows with N, so that favours it.
+			mini := r.miniFor(t, present)
+			b, ok2 := r.Figure(mini, NATPMP, 10000, MMapOneP50)
+			at := 10000
+			for _, n := range slices.Backward(r.Config.Sizes) {
+				if ok2 || n >= 10000 {
+					continue
+				}
+				if b, ok2 = r.Figure(mini, NATPMP, n, MMapOneP50); ok2 {
+					at = n
+				}
+			}
 			fig := fmtNum(a.Median) + " ms"
 			pass := a.Median < 1
-			if ok2 && a.Median > 0 {
+			switch {
+			case ok2 && a.Median > 0 && at == 10000:
 				fig += fmt.Sprintf(" (%.0f× faster)", b.Median/a.Median)
+				if len(r.notes(mini, NATPMP, 10000, MMapOneP50)) > 0 {
+					fig += " †" // miniupnpd's figure is from where its fill stopped
+				}
 				pass = pass && b.Median >= 50*a.Median
-			} else {
+			case ok2 && a.Median > 0:
+				fig += fmt.Sprintf(" (%.0f× faster than miniupnpd at N=%d, the most it reached)", b.Median/a.Median, at)
+				pass = pass && b.Median >= 50*a.Median
+			default:
 				fig += " (miniupnpd did not reach N)"
 			}
 			return fig, pass, true
