@@ -8,24 +8,29 @@ import "net/netip"
 // so that one Add or Remove costs the same at 10 pinholes as at 10,000: the
 // diff is computed from one pinhole's elements, not from every element read
 // back over netlink. It is pure (no I/O) and not safe for concurrent use.
-// It is kept compact (about 100 bytes a pinhole) as it lives as long as the
-// daemon: 10,000 pinholes must fit in a router's memory budget.
+// It lives as long as the daemon, so it is kept compact: about 40 bytes a
+// pinhole (a 10-byte and a 12-byte map slot, at the maps' load factor),
+// with the rare filters in a side map (it was 100 bytes with them inline),
+// since 10,000 pinholes must fit in a router's memory budget.
 type nftShadow struct {
 	// gen is the ruleset generation at which the kernel held exactly
 	// pinholes.
 	gen uint32
-	// pinholes are the installed pinholes (validated), by key.
+	// pinholes are the installed pinholes (validated), by key, without
+	// their filters.
 	pinholes map[Key]nftTarget
+	// filters are the filters (normalized, non-empty) of the pinholes in
+	// pinholes that have any; a key absent here has none.
+	filters map[Key][]Filter
 	// fwdRefs counts the pinholes that share each fwd_pinholes element
 	// (two pinholes to one internal port share one).
 	fwdRefs map[nftFwdKey]int32
 }
 
-// nftTarget is a shadowed pinhole without its key.
+// nftTarget is a shadowed pinhole without its key and filters: 6 bytes.
 type nftTarget struct {
-	addr    [4]byte
-	port    uint16
-	filters []Filter // normalized; nil for none
+	addr [4]byte
+	port uint16
 }
 
 // nftFwdKey identifies a fwd_pinholes element.
@@ -39,22 +44,32 @@ func fwdKey(p Pinhole) nftFwdKey {
 	return nftFwdKey{p.InternalAddr.As4(), p.Proto, p.InternalPort}
 }
 
-func (t nftTarget) pinhole(k Key) Pinhole {
+// pinhole returns the pinhole installed under k, if any.
+func (s *nftShadow) pinhole(k Key) (Pinhole, bool) {
+	t, ok := s.pinholes[k]
+	if !ok {
+		return Pinhole{}, false
+	}
 	return Pinhole{Proto: k.Proto, ExternalPort: k.ExternalPort,
-		InternalAddr: netip.AddrFrom4(t.addr), InternalPort: t.port, Filters: t.filters}
+		InternalAddr: netip.AddrFrom4(t.addr), InternalPort: t.port, Filters: s.filters[k]}, true
 }
 
-func target(p Pinhole) nftTarget {
-	return nftTarget{addr: p.InternalAddr.As4(), port: p.InternalPort, filters: p.Filters}
+// put records p (validated) under k, replacing nothing: k must be absent.
+func (s *nftShadow) put(k Key, p Pinhole) {
+	s.pinholes[k] = nftTarget{addr: p.InternalAddr.As4(), port: p.InternalPort}
+	if len(p.Filters) > 0 {
+		s.filters[k] = p.Filters
+	}
+	s.fwdRefs[fwdKey(p)]++
 }
 
 // newNFTShadow returns the shadow of m (validated) installed at generation
 // gen.
 func newNFTShadow(m map[Key]Pinhole, gen uint32) *nftShadow {
-	s := &nftShadow{gen: gen, pinholes: make(map[Key]nftTarget, len(m)), fwdRefs: make(map[nftFwdKey]int32, len(m))}
+	s := &nftShadow{gen: gen, pinholes: make(map[Key]nftTarget, len(m)),
+		filters: make(map[Key][]Filter), fwdRefs: make(map[nftFwdKey]int32, len(m))}
 	for k, p := range m {
-		s.pinholes[k] = target(p)
-		s.fwdRefs[fwdKey(p)]++
+		s.put(k, p)
 	}
 	return s
 }
@@ -65,11 +80,10 @@ func (s *nftShadow) len() int { return len(s.pinholes) }
 // shadow to the shadow with p (validated) installed under k, or with p nil
 // removed. ok is false when nothing would change.
 func (s *nftShadow) diff(k Key, p *Pinhole) (del, add nftState, ok bool) {
-	t, had := s.pinholes[k]
+	old, had := s.pinhole(k)
 	if !had && p == nil {
 		return nil, nil, false
 	}
-	old := t.pinhole(k)
 	before, after := map[Key]Pinhole{}, map[Key]Pinhole{}
 	if had {
 		before[k] = old
@@ -105,16 +119,16 @@ func (s *nftShadow) diff(k Key, p *Pinhole) (del, add nftState, ok bool) {
 
 // apply records that p (or, with p nil, nothing) is now installed under k.
 func (s *nftShadow) apply(k Key, p *Pinhole) {
-	if t, had := s.pinholes[k]; had {
-		id := fwdKey(t.pinhole(k))
+	if old, had := s.pinhole(k); had {
+		id := fwdKey(old)
 		if s.fwdRefs[id]--; s.fwdRefs[id] <= 0 {
 			delete(s.fwdRefs, id)
 		}
 		delete(s.pinholes, k)
+		delete(s.filters, k)
 	}
 	if p != nil {
-		s.pinholes[k] = target(*p)
-		s.fwdRefs[fwdKey(*p)]++
+		s.put(k, *p)
 	}
 }
 
