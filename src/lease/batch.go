@@ -7,8 +7,8 @@ package lease
 // rest is. So concurrent Map calls are combined: one of the callers (the
 // leader) takes every request queued so far, decides each in arrival order
 // as if they came one after another, writes all their store changes in one
-// transaction, makes all their firewall changes in one batch, then updates
-// the table and wakes the callers. A request that could see an earlier one
+// transaction while it makes all their firewall changes in one batch, then
+// updates the table and wakes the callers. A request that could see an earlier one
 // of the same batch differently than if it came alone (the same internal
 // endpoint twice, or a suggested port another request in the batch frees)
 // ends the batch and goes first in the next.
@@ -262,59 +262,76 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 	return c, false
 }
 
-// write makes the batch's store changes in one transaction, then its
-// firewall changes in one batch. Changes whose write failed are marked
-// failed with their request finished.
+// write makes the batch's store changes in one transaction and, at the
+// same time, its firewall changes in one batch. Changes whose write failed
+// are marked failed with their request finished.
 func (m *Manager) write(cs []*change) {
 	var puts []Lease
 	var dels []Key
-	for _, c := range cs {
-		switch {
-		case c.kind == chCreate:
-			puts = append(puts, c.e.Lease)
-		case c.kind == chRenew && c.put:
-			puts = append(puts, c.next)
-		case c.kind == chRemove:
-			dels = append(dels, c.e.Key())
-		}
-	}
-	if len(puts)+len(dels) > 0 {
-		if err := m.store.Apply(puts, dels); err != nil {
-			for _, c := range cs {
-				switch {
-				case c.kind == chCreate || c.kind == chRenew && c.put:
-					c.failed = true
-					c.p.finish(Lease{}, m.fail(c.p.r, fmt.Errorf("storing lease: %w", err)))
-				case c.kind == chRemove:
-					c.failed = true
-					m.bump(func(c *Counters) { c.Failures++ })
-					c.p.finish(Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, err))
-				}
-			}
-			return
-		}
-	}
 	var add []firewall.Pinhole
 	var remove []firewall.Key
 	for _, c := range cs {
 		switch {
 		case c.kind == chCreate:
+			puts = append(puts, c.e.Lease)
 			add = append(add, c.e.Pinhole())
-		case c.kind == chRenew && c.fw:
-			add = append(add, c.next.Pinhole())
+		case c.kind == chRenew && c.put:
+			puts = append(puts, c.next)
+			if c.fw {
+				add = append(add, c.next.Pinhole())
+			}
 		case c.kind == chRemove:
+			dels = append(dels, c.e.Key())
 			remove = append(remove, c.e.Key())
 		}
 	}
-	if len(add)+len(remove) == 0 {
+	if len(puts)+len(dels) == 0 {
+		return // renewals only: nothing to write
+	}
+	// The store write and the firewall batch are independent and run at
+	// once, so a request waits for the slower of the two, not their sum.
+	// Neither order matters for a crash: a start-up installs exactly what
+	// the store holds, and no reply went out before both were done.
+	var fwErr error
+	fwDone := make(chan struct{})
+	b, batched := m.fw.(batchFirewall)
+	if batched && len(add)+len(remove) > 0 {
+		go func() {
+			defer close(fwDone)
+			fwErr = b.Apply(add, remove)
+		}()
+	} else {
+		close(fwDone)
+	}
+	storeErr := m.store.Apply(puts, dels)
+	<-fwDone
+	if storeErr != nil {
+		for _, c := range cs {
+			switch {
+			case c.kind == chCreate || c.kind == chRenew && c.put:
+				c.failed = true
+				c.p.finish(Lease{}, m.fail(c.p.r, fmt.Errorf("storing lease: %w", storeErr)))
+			case c.kind == chRemove:
+				c.failed = true
+				m.bump(func(c *Counters) { c.Failures++ })
+				c.p.finish(Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, storeErr))
+			}
+		}
+		if batched && len(add)+len(remove) > 0 {
+			// The firewall may hold changes the store refused: put
+			// it back to the table, which did not change.
+			if err := m.fw.Sync(m.Pinholes()); err != nil {
+				m.log.Error("re-syncing firewall after a failed store write", "err", err)
+				m.fwDirty = true
+			}
+		}
 		return
 	}
-	if b, ok := m.fw.(batchFirewall); ok {
-		err := b.Apply(add, remove)
-		if err == nil {
-			return
-		}
-		m.log.Debug("firewall batch failed, changing one by one", "changes", len(add)+len(remove), "err", err)
+	if batched && fwErr == nil {
+		return
+	}
+	if fwErr != nil {
+		m.log.Debug("firewall batch failed, changing one by one", "changes", len(add)+len(remove), "err", fwErr)
 	}
 	for _, c := range cs {
 		m.writeFirewallOne(c)

@@ -322,3 +322,27 @@ func TestBatchConcurrent(t *testing.T) {
 		t.Errorf("%d quota and %d full refusals; the test needs both", quota, full)
 	}
 }
+
+// TestBatchStoreFailsAfterFirewall checks the store write failing while the
+// firewall batch, made at the same time, succeeded: the requests fail and
+// the firewall is put back to what the table holds.
+func TestBatchStoreFailsAfterFirewall(t *testing.T) {
+	r := newRig(t, func(c *lease.Config) { c.MaxLeases = 64; c.MaxPerHost = 64 })
+	kept, err := r.m.Map(natpmp(hostA, firewall.TCP, 4000, 4000, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st.Fail = leasetest.ErrInjected
+	if _, err := r.m.Map(natpmp(hostB, firewall.TCP, 5000, 5000, time.Minute)); !errors.Is(err, lease.ErrFailure) {
+		t.Fatalf("create with a failing store: %v", err)
+	}
+	if _, err := r.m.Map(natpmp(hostA, firewall.TCP, 4000, 4000, 0)); !errors.Is(err, lease.ErrFailure) {
+		t.Fatalf("delete with a failing store: %v", err)
+	}
+	if r.fw.Len() != 1 || r.m.Len() != 1 {
+		t.Fatalf("firewall holds %d pinholes, table %d leases; want the one kept", r.fw.Len(), r.m.Len())
+	}
+	if _, ok := r.fw.Get(kept.Key()); !ok {
+		t.Fatal("the kept lease's pinhole is gone")
+	}
+}
