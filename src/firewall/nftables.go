@@ -100,14 +100,14 @@ func newNFTables(cfg Config) (*nftBackend, error) {
 	b := &nftBackend{cfg: cfg, gen: &nftGen{netns: cfg.NetNS}}
 	opts := []nftables.ConnOption{nftables.WithSockOptions(growSendBuffer)}
 	if cfg.NetNS != "" {
-		// Not AsLasting: each call dials anew, in this namespace, so
-		// keep the file open until Close.
+		// The socket is dialled (and re-dialled after errors) in this
+		// namespace: keep the file open until Close.
 		if b.ns, err = openNetNS(cfg.NetNS); err != nil {
 			return nil, err
 		}
 		opts = append(opts, nftables.WithNetNSFd(int(b.ns.Fd())))
 	}
-	c, err := nftables.New(opts...)
+	c, err := newLastingConn(opts...)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("%w: nftables: %v", ErrUnsupported, err)
@@ -124,6 +124,9 @@ func (b *nftBackend) Name() string { return "nftables" }
 
 func (b *nftBackend) Close() error {
 	b.gen.close()
+	if c, ok := b.conn.(*lastingConn); ok {
+		c.Close()
+	}
 	if b.ns != nil {
 		err := b.ns.Close()
 		b.ns = nil

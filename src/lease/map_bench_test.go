@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ var benchSizes = []int{100, 1000, 10000}
 var benchNS atomic.Int64
 
 // benchNetNS creates a network namespace for b and deletes it afterwards.
-func benchNetNS(b *testing.B) string {
+func benchNetNS(b testing.TB) string {
 	b.Helper()
 	testenv.RequireRoot(b)
 	name := fmt.Sprintf("dpflb-%d-%d", os.Getpid(), benchNS.Add(1))
@@ -72,7 +73,7 @@ type benchRig struct {
 // backend in a fresh namespace, and a manager on them holding n leases
 // (restored, not stored: the store's size does not change a commit's
 // cost much, the firewall's did).
-func newBenchRig(b *testing.B, n int) *benchRig {
+func newBenchRig(b testing.TB, n int) *benchRig {
 	ns := benchNetNS(b)
 	fw, err := firewall.New(firewall.KindNFTables, firewall.Config{WANInterface: "wan0", NetNS: ns})
 	if err != nil {
@@ -176,6 +177,39 @@ func BenchmarkRestart(b *testing.B) {
 				fw.Close()
 				st.Close()
 			}
+		})
+	}
+}
+
+// BenchmarkMapLatency reports the latency distribution of single map
+// requests at N leases, one at a time (each followed by its delete), on
+// the real store and kernel: the part of the benchmark's sequential p99
+// that is dpfd's own, without the network and the load generator.
+func BenchmarkMapLatency(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			r := newBenchRig(b, n)
+			req := lease.Request{Origin: lease.OriginNATPMP, Proto: firewall.TCP,
+				Client: hostA, InternalAddr: hostA, InternalPort: 4242, Lifetime: time.Hour}
+			del := req
+			del.Lifetime = 0
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				if _, err := r.m.Map(req); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+				if _, err := r.m.Map(del); err != nil {
+					b.Fatal(err)
+				}
+			}
+			slices.Sort(lat)
+			at := func(q float64) float64 {
+				return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+			}
+			b.ReportMetric(at(0.50), "p50-ms")
+			b.ReportMetric(at(0.99), "p99-ms")
 		})
 	}
 }
