@@ -343,9 +343,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) watch(ctx context.Context) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
-	// written: when the epoch last reached the disk, as far as watch
-	// knows; lastAuthSave: when the replay state was last saved.
+	// written: the time of the newest epoch value known to be on disk
+	// (so the saved value lags by at most an interval and a tick);
+	// staged: the time of the value staged last, zero if none;
+	// lastAuthSave: when the replay state was last saved.
 	written, lastAuthSave := time.Now(), time.Now()
+	var staged time.Time
 	// A wall-clock step makes the saved epoch's time wrong, and with it
 	// the downtime restoredEpoch adds at the next start: save it again at
 	// once.
@@ -372,16 +375,17 @@ func (d *Daemon) watch(ctx context.Context) {
 		// the clock stepped, it is written at once.
 		step, _ := jumps.Check()
 		now := time.Now()
-		if !d.store.Staged() {
-			written = now // what was staged is on disk
+		if !d.store.Staged() && !staged.IsZero() {
+			written = staged // what was staged last is on disk
 		}
 		if step != 0 || now.Sub(written) >= interval {
 			if err := d.store.SaveEpoch(d.srv.Epoch(), now); err != nil {
 				d.log.Warn("saving epoch", "err", err)
 			}
-			written = now
+			written, staged = now, time.Time{}
 		} else {
 			d.store.StageEpoch(d.srv.Epoch(), now)
+			staged = now
 		}
 		if step != 0 || now.Sub(lastAuthSave) >= interval {
 			d.saveAuthSeqs()

@@ -17,8 +17,11 @@ import (
 type lastingConn struct {
 	opts []nftables.ConnOption
 
-	mu sync.Mutex // guards c
+	mu sync.Mutex // guards c and broken
 	c  *nftables.Conn
+	// broken: a call failed and no fresh socket could be dialled then;
+	// the next call tries again before it uses c.
+	broken bool
 }
 
 var _ nftConn = (*lastingConn)(nil)
@@ -35,20 +38,30 @@ func newLastingConn(opts ...nftables.ConnOption) (*lastingConn, error) {
 func (l *lastingConn) conn() *nftables.Conn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken {
+		l.redialLocked()
+	}
 	return l.c
+}
+
+// redialLocked replaces the socket with a fresh one, or marks the
+// connection broken if none can be dialled. Callers hold mu.
+func (l *lastingConn) redialLocked() {
+	c, err := nftables.New(l.opts...)
+	if err != nil {
+		l.broken = true
+		return
+	}
+	l.c.CloseLasting()
+	l.c, l.broken = c, false
 }
 
 // check redials after a failed call and returns err.
 func (l *lastingConn) check(err error) error {
-	if err == nil {
-		return nil
-	}
-	if c, derr := nftables.New(l.opts...); derr == nil {
+	if err != nil {
 		l.mu.Lock()
-		old := l.c
-		l.c = c
+		l.redialLocked()
 		l.mu.Unlock()
-		old.CloseLasting()
 	}
 	return err
 }

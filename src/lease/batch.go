@@ -29,9 +29,10 @@ import (
 	"github.com/dpf-router/dpf/src/firewall"
 )
 
-// maxBatch bounds the requests decided together: enough for every request
-// in flight from a busy LAN, few enough that one batch's store transaction
-// and netlink message stay small.
+// maxBatch bounds the requests decided together, so that one batch's store
+// transaction and netlink message stay small. In practice batches are
+// smaller: the server reads each of its sockets on one goroutine, so a
+// batch holds at most one request per socket (see server/socket.go).
 const maxBatch = 64
 
 // pending is one Map call waiting for its batch.
@@ -125,8 +126,16 @@ type batchView struct {
 	internal map[internalKey]bool // endpoints with a planned change
 	taken    map[Key]bool         // external ports planned for new leases
 	freed    map[Key]bool         // external ports planned to be freed (not reused in the batch)
-	perHost  map[netip.Addr]int   // new leases planned per host
+	perHost  map[netip.Addr]int   // new leases planned per host, less removals planned
 	created  int                  // new leases planned
+	removed  int                  // removals planned
+}
+
+// free plans the removal of e.
+func (v *batchView) free(e *entry) {
+	v.freed[e.Key()] = true
+	v.perHost[e.Client]--
+	v.removed++
 }
 
 // runBatch takes up to maxBatch queued requests and carries them out. The
@@ -192,7 +201,7 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 			return c, false
 		}
 		v.internal[ik] = true
-		v.freed[e.Key()] = true
+		v.free(e)
 		c.kind, c.e, c.reason = chRemove, e, "released by client"
 		return c, false
 	}
@@ -203,7 +212,7 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 		v.internal[ik] = true
 		if d := pol.Check(m.policyRequest(r, e.ExternalPort)); !d.Allow {
 			// The policy changed since the lease was granted.
-			v.freed[e.Key()] = true
+			v.free(e)
 			c.kind, c.e, c.reason = chRemove, e, "no longer allowed by policy"
 			c.refusal = fmt.Errorf("%w: %s", ErrDenied, d.Reason)
 			return c, false
@@ -223,10 +232,24 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 		c.put = c.fw || next.Description != e.Description
 		return c, false
 	}
-	if len(m.byKey)+v.created >= m.cfg.MaxLeases {
-		return refuse(fmt.Errorf("%w: %d leases, the configured maximum", ErrNoResources, len(m.byKey)+v.created))
+	// A refusal that the batch's own plans caused waits for the next
+	// batch: if those plans fail to be written, it would be wrong. So
+	// does a request whose natural port (the internal one) the batch
+	// frees.
+	batchMade := v.created > 0 || v.removed > 0
+	if v.freed[Key{Proto: r.Proto, ExternalPort: r.InternalPort}] {
+		return nil, true
+	}
+	if n := len(m.byKey) + v.created - v.removed; n >= m.cfg.MaxLeases {
+		if batchMade {
+			return nil, true
+		}
+		return refuse(fmt.Errorf("%w: %d leases, the configured maximum", ErrNoResources, n))
 	}
 	if n := len(m.byHost[r.Client]) + v.perHost[r.Client]; n >= m.cfg.MaxPerHost {
+		if batchMade {
+			return nil, true
+		}
 		return refuse(fmt.Errorf("%w: %s holds %d leases", ErrQuota, r.Client, n))
 	}
 	ranges := pol.ExtRanges(m.policyRequest(r, 0))
@@ -236,6 +259,9 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 	}
 	ext, err := m.allocate(r, ranges, func(k Key) bool { return v.taken[k] || v.freed[k] })
 	if err != nil {
+		if batchMade {
+			return nil, true
+		}
 		return refuse(err)
 	}
 	e = &entry{Lease: Lease{
@@ -323,6 +349,7 @@ func (m *Manager) write(cs []*change) {
 			if err := m.fw.Sync(m.Pinholes()); err != nil {
 				m.log.Error("re-syncing firewall after a failed store write", "err", err)
 				m.fwDirty = true
+				m.kick()
 			}
 		}
 		return
@@ -332,6 +359,11 @@ func (m *Manager) write(cs []*change) {
 	}
 	if fwErr != nil {
 		m.log.Debug("firewall batch failed, changing one by one", "changes", len(add)+len(remove), "err", fwErr)
+		// The batch may have made part of its changes, some of which
+		// the changes one by one may then undo only in the store: Run
+		// re-syncs the firewall to the table.
+		m.fwDirty = true
+		m.kick()
 	}
 	for _, c := range cs {
 		m.writeFirewallOne(c)
@@ -364,6 +396,7 @@ func (m *Manager) writeFirewallOne(c *change) {
 			// firewall until the stale rule is gone.
 			m.log.Error("removing pinhole; will re-sync the firewall", "key", keyString(c.e.Key()), "err", err)
 			m.fwDirty = true
+			m.kick()
 		}
 	}
 }

@@ -346,3 +346,36 @@ func TestBatchStoreFailsAfterFirewall(t *testing.T) {
 		t.Fatal("the kept lease's pinhole is gone")
 	}
 }
+
+// TestBatchFreedCapacity checks requests that depend on a removal planned
+// earlier in the same burst: at the total limit, a release makes room for
+// another host's new lease, and the port it frees is the new lease's
+// natural one (its internal port), which it gets.
+func TestBatchFreedCapacity(t *testing.T) {
+	g := newGateStore()
+	r := newRig(t, func(c *lease.Config) { c.Store = g; c.MaxLeases = 3; c.MaxPerHost = 8 })
+	hostC := netip.MustParseAddr("198.51.100.12")
+	g.once.Do(func() { close(g.entered) }) // not gated yet
+	for _, port := range []uint16{7000, 7001} {
+		if _, err := r.m.Map(natpmp(hostC, firewall.TCP, port, port, time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.once = sync.Once{}
+	g.entered = make(chan struct{})
+	rs := []lease.Request{
+		natpmp(hostC, firewall.TCP, 7000, 7000, 0),        // frees tcp/7000 and one of three places
+		natpmp(hostB, firewall.TCP, 7000, 0, time.Minute), // wants it
+	}
+	// The gated first request fills the table (3 of 3).
+	ls, errs := queued(t, r.m, g, natpmp(hostA, firewall.TCP, 4000, 4000, time.Minute), rs)
+	if errs[0] != nil || ls[0].ExternalPort != 7000 {
+		t.Fatalf("release: %+v %v", ls[0], errs[0])
+	}
+	if errs[1] != nil || ls[1].ExternalPort != 7000 || ls[1].Client != hostB {
+		t.Fatalf("create after the release: %+v %v, want host B on port 7000", ls[1], errs[1])
+	}
+	if r.m.Len() != 3 {
+		t.Fatalf("%d leases, want 3", r.m.Len())
+	}
+}

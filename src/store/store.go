@@ -71,10 +71,14 @@ const openTimeout = 2 * time.Second
 type Store struct {
 	db *bolt.DB
 
-	// stagedMu guards staged: meta values (by key) that the next write
-	// transaction stores too; see StageEpoch.
+	// stagedMu guards staged, the meta values (by key) that the next
+	// write transaction stores too (see StageEpoch), and versions, which
+	// count the values staged or saved for each key, so that a value a
+	// failed transaction gives back is staged again only if nothing newer
+	// came meanwhile.
 	stagedMu sync.Mutex
-	staged   map[string][]byte
+	staged   map[string]stagedValue
+	versions map[string]uint64
 
 	// writes counts write transactions, for dropMapped.
 	writes atomic.Uint64
@@ -98,21 +102,30 @@ func (s *Store) dropMapped() {
 	})
 }
 
+// stagedValue is a staged meta value and its version (Store.versions).
+type stagedValue struct {
+	v       []byte
+	version uint64
+}
+
 // update runs fn in a write transaction that also stores the staged meta
-// values. If the transaction fails they stay staged, unless newer values
-// were staged meanwhile.
+// values. They are taken inside the transaction, under bbolt's writer
+// lock, so that staged and saved values reach the disk in the order they
+// were given. If the transaction fails they are staged again, unless a
+// newer value was staged or saved meanwhile.
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	s.stagedMu.Lock()
-	st := s.staged
-	s.staged = nil
-	s.stagedMu.Unlock()
+	var st map[string]stagedValue
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		st = nil
 		if err := fn(tx); err != nil {
 			return err
 		}
+		s.stagedMu.Lock()
+		st, s.staged = s.staged, nil
+		s.stagedMu.Unlock()
 		meta := tx.Bucket(bucketMeta)
-		for k, v := range st {
-			if err := meta.Put([]byte(k), v); err != nil {
+		for k, sv := range st {
+			if err := meta.Put([]byte(k), sv.v); err != nil {
 				return err
 			}
 		}
@@ -123,17 +136,26 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	}
 	if err != nil && len(st) > 0 {
 		s.stagedMu.Lock()
-		for k, v := range st {
-			if _, newer := s.staged[k]; !newer {
+		for k, sv := range st {
+			if s.versions[k] == sv.version {
 				if s.staged == nil {
-					s.staged = map[string][]byte{}
+					s.staged = map[string]stagedValue{}
 				}
-				s.staged[k] = v
+				s.staged[k] = sv
 			}
 		}
 		s.stagedMu.Unlock()
 	}
 	return err
+}
+
+// nextVersion returns the next version of key k. Callers hold stagedMu.
+func (s *Store) nextVersion(k string) uint64 {
+	if s.versions == nil {
+		s.versions = map[string]uint64{}
+	}
+	s.versions[k]++
+	return s.versions[k]
 }
 
 var _ lease.Store = (*Store)(nil)
@@ -443,6 +465,7 @@ func epochValue(epoch uint32, at time.Time) []byte {
 func (s *Store) SaveEpoch(epoch uint32, at time.Time) error {
 	s.stagedMu.Lock()
 	delete(s.staged, string(keyEpoch)) // superseded
+	s.nextVersion(string(keyEpoch))
 	s.stagedMu.Unlock()
 	v := epochValue(epoch, at)
 	return s.update(func(tx *bolt.Tx) error {
@@ -459,9 +482,10 @@ func (s *Store) StageEpoch(epoch uint32, at time.Time) {
 	s.stagedMu.Lock()
 	defer s.stagedMu.Unlock()
 	if s.staged == nil {
-		s.staged = map[string][]byte{}
+		s.staged = map[string]stagedValue{}
 	}
-	s.staged[string(keyEpoch)] = epochValue(epoch, at)
+	k := string(keyEpoch)
+	s.staged[k] = stagedValue{epochValue(epoch, at), s.nextVersion(k)}
 }
 
 // Staged reports whether values staged by StageEpoch wait for a write.
