@@ -205,7 +205,9 @@ soak:
 # miniupnpd-nftables and miniupnpd-iptables (downloaded and unpacked into
 # bin/bench-cache when not installed), N = 100, 1,000, 10,000 mappings,
 # 3 runs per figure, and the OpenWrt builds' sizes (built afresh). Writes
-# bench-report.md and bench-report.json. Try
+# bench-report.md and bench-report.json; src/bench/README.md explains the
+# figures and has the latest full run. With -budget 2m (each fill step of
+# a slow daemon stops after 2 minutes) it takes about an hour. Try
 # BENCH_ARGS="-sizes 100,1000 -runs 1" for a shorter run, or -quick.
 BENCH_ARGS ?=
 .PHONY: bench
