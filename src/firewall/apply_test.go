@@ -30,18 +30,7 @@ func TestApplyKernel(t *testing.T) {
 				return ps
 			}
 			rng := rand.New(rand.NewPCG(3, 4))
-			random := func() Pinhole {
-				p := Pinhole{Proto: TCP, ExternalPort: uint16(2000 + rng.IntN(16)),
-					InternalAddr: netip.AddrFrom4([4]byte{198, 51, 100, byte(2 + rng.IntN(2))}),
-					InternalPort: uint16(80 + rng.IntN(2))}
-				if rng.IntN(2) == 0 {
-					p.Proto = UDP
-				}
-				if rng.IntN(3) == 0 {
-					p.Filters = []Filter{{Prefix: mustPrefix(fmt.Sprintf("203.0.113.%d/32", rng.IntN(4)))}}
-				}
-				return p
-			}
+			random := func() Pinhole { return randomPinhole(rng, 16) }
 			const batches = 60
 			for i := range batches {
 				var add []Pinhole
@@ -111,4 +100,20 @@ func TestApplyKernel(t *testing.T) {
 			wantInstalled(t, fw, list())
 		})
 	}
+}
+
+// randomPinhole returns a pinhole on one of ports external ports, to one of
+// few internal endpoints (so that keys are replaced and fwd_pinholes
+// elements shared often), a third of them with a filter.
+func randomPinhole(rng *rand.Rand, ports int) Pinhole {
+	p := Pinhole{Proto: TCP, ExternalPort: uint16(2000 + rng.IntN(ports)),
+		InternalAddr: netip.AddrFrom4([4]byte{198, 51, 100, byte(2 + rng.IntN(2))}),
+		InternalPort: uint16(80 + rng.IntN(2))}
+	if rng.IntN(2) == 0 {
+		p.Proto = UDP
+	}
+	if rng.IntN(3) == 0 {
+		p.Filters = []Filter{{Prefix: mustPrefix(fmt.Sprintf("203.0.113.%d/32", rng.IntN(4)))}}
+	}
+	return p
 }

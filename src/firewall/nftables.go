@@ -488,8 +488,7 @@ func (b *nftBackend) Apply(add []Pinhole, remove []Key) error {
 		}
 		valid[i] = v
 	}
-	g0, err0 := b.gen.read()
-	if err0 == nil && b.shadow != nil && b.shadow.gen == g0 && b.mark.matches(g0, b.shadow.len()) {
+	if g0, ok := b.shadowTrusted(); ok {
 		err := b.applyShadowed(g0, valid, remove)
 		if err == nil {
 			return nil
@@ -509,7 +508,15 @@ func (b *nftBackend) Apply(add []Pinhole, remove []Key) error {
 	return nil
 }
 
-// applyShadowed is Apply's fast path: g0 is the generation the mark
+// shadowTrusted reads the ruleset generation and reports whether the clean
+// mark vouches for the shadow at it, so that changes may be diffed against
+// the shadow alone.
+func (b *nftBackend) shadowTrusted() (gen uint32, ok bool) {
+	g0, err := b.gen.read()
+	return g0, err == nil && b.shadow != nil && b.shadow.gen == g0 && b.mark.matches(g0, b.shadow.len())
+}
+
+// applyShadowed is the fast path of Apply, Add and Remove: g0 is the generation the mark
 // matched. Each change is diffed against the shadow as the changes before
 // it left it, so a key's removal and another key's addition of a shared
 // forward element come out right; if the batch fails the shadow is
@@ -561,45 +568,19 @@ func (b *nftBackend) applyShadowed(g0 uint32, add []Pinhole, remove []Key) error
 // many pinholes are installed); otherwise, or if that batch fails, it reads
 // the kernel's elements and diffs them all.
 func (b *nftBackend) change(k Key, p *Pinhole) error {
-	g0, err0 := b.gen.read()
-	if err0 == nil && b.shadow != nil && b.shadow.gen == g0 && b.mark.matches(g0, b.shadow.len()) {
-		err := b.changeShadowed(g0, k, p)
+	if g0, ok := b.shadowTrusted(); ok {
+		var err error
+		if p != nil {
+			err = b.applyShadowed(g0, []Pinhole{*p}, nil)
+		} else {
+			err = b.applyShadowed(g0, nil, []Key{k})
+		}
 		if err == nil {
 			return nil
 		}
 		b.cfg.Logger.Debug("nftables: incremental change failed, reading the kernel", "key", k, "err", err)
 	}
 	return b.changeRead(k, p)
-}
-
-// changeShadowed is change's fast path: g0 is the generation the mark
-// matched.
-func (b *nftBackend) changeShadowed(g0 uint32, k Key, p *Pinhole) error {
-	del, add, ok := b.shadow.diff(k, p)
-	if !ok {
-		return nil // already so
-	}
-	if err := b.queueDiff(del, add); err != nil {
-		b.invalidate()
-		return err
-	}
-	count := b.shadow.len()
-	if _, had := b.shadow.pinholes[k]; had && p == nil {
-		count--
-	} else if !had && p != nil {
-		count++
-	}
-	if err := b.commitAt(g0, nil, false, count); err != nil {
-		b.invalidate()
-		return fmt.Errorf("firewall: nftables update: %w", err)
-	}
-	if b.mark.valid {
-		b.shadow.apply(k, p)
-		b.shadow.gen = b.mark.gen
-	} else {
-		b.shadow = nil
-	}
-	return nil
 }
 
 // changeRead is change's slow path: it reads every element back.

@@ -5,7 +5,6 @@ package firewall
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"testing"
 )
 
@@ -34,15 +33,7 @@ func TestNFTablesShadowKernel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const steps = 300
 	for i := range steps {
-		p := Pinhole{Proto: TCP, ExternalPort: uint16(2000 + rng.IntN(12)),
-			InternalAddr: netip.AddrFrom4([4]byte{198, 51, 100, byte(2 + rng.IntN(2))}),
-			InternalPort: uint16(80 + rng.IntN(2))}
-		if rng.IntN(2) == 0 {
-			p.Proto = UDP
-		}
-		if rng.IntN(3) == 0 {
-			p.Filters = []Filter{{Prefix: mustPrefix(fmt.Sprintf("203.0.113.%d/32", rng.IntN(4)))}}
-		}
+		p := randomPinhole(rng, 12)
 		if rng.IntN(3) == 0 {
 			must(t, "Remove", fw.Remove(p.Key()))
 			delete(model, p.Key())
