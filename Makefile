@@ -148,6 +148,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzChangeRequest$$' -fuzztime=$(FUZZTIME) ./client/nattype
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./src/internal/listening
 	$(GO) test -run='^$$' -fuzz='^FuzzParseVmRSS$$' -fuzztime=$(FUZZTIME) ./src/daemon
+	$(GO) test -run='^$$' -fuzz='^FuzzJournalScan$$' -fuzztime=$(FUZZTIME) ./src/store
 	$(GO) test -run='^$$' -fuzz='^FuzzParseWords$$' -fuzztime=$(FUZZTIME) ./src/policy
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTag$$' -fuzztime=$(FUZZTIME) ./src/firewall
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRoute$$' -fuzztime=$(FUZZTIME) ./client

@@ -113,6 +113,9 @@ func TestCheckpointCompactsExpiries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := s.checkpoint(); err != nil { // from the journal into the database
+		t.Fatal(err)
+	}
 	stats := func() bolt.BucketStats {
 		var st bolt.BucketStats
 		s.db.View(func(tx *bolt.Tx) error { st = tx.Bucket(bucketExpiry).Stats(); return nil })

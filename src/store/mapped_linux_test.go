@@ -52,6 +52,9 @@ func TestLoadLeavesNoPagesResident(t *testing.T) {
 	if err := s.Apply(ls, nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.checkpoint(); err != nil { // from the journal into the database
+		t.Fatal(err)
+	}
 	// Touch every page without dropping them: the mapping is resident.
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error { return nil })

@@ -8,13 +8,19 @@
 //	        "auth_seq" -> JSON object: hex key id -> highest accepted AUTH
 //	                      sequence number (see SaveAuthSeqs)
 //	        "external" -> the external address when last seen (netip.Addr binary)
+//	        "journal"  -> uint64 big endian: the last journal record applied
+//	        "journal_id" -> 8 random bytes made with the database (journal.go)
 //	leases  key(proto, ext port) -> JSON record of the lease
 //	expiry  key(proto, ext port) -> int64 big endian unix milliseconds
 //
-// Creating, changing or deleting a lease is one fsynced transaction
-// (bbolt's default), so a lease whose success was reported is on disk; Apply
-// makes the changes of a burst of requests one transaction, so that they
-// share the fsync. A renewal only moves the expiry; those are written
+// Creating, changing or deleting a lease is durable before Apply returns,
+// so a lease whose success was reported is on disk: it is one record in
+// the journal (journal.go, the file "<database>-journal"), which costs one
+// write and one fdatasync, and the journal is moved into the database in
+// one transaction when it is full, 1 s after the last change, before any
+// other write or read, and on Close. Apply makes the changes of a burst
+// of requests one record, so that they share the fdatasync. A renewal
+// only moves the expiry; those are written
 // together by PutExpiries, once per checkpoint interval, in the small expiry
 // bucket, so that a router's flash is not written on every renewal. A
 // checkpoint that renews most leases rewrites that bucket with full pages,
@@ -29,11 +35,14 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -82,7 +91,20 @@ type Store struct {
 
 	// writes counts write transactions, for dropMapped.
 	writes atomic.Uint64
+
+	// jmu serializes writers: it guards j, marked and idle, and is held
+	// across every write transaction, so that a checkpoint sees every
+	// record written before it (see journal.go).
+	jmu    sync.Mutex
+	j      *journal // nil once closed
+	marked uint64   // the seq stored in meta "journal"
+	idle   *time.Timer
 }
+
+// journalIdle is how long after the last record the journal is written
+// into the database, if nothing did it before: so that it is usually empty
+// and a start-up replays little.
+const journalIdle = time.Second
 
 // dropEvery is how many write transactions go by between two calls of
 // dropMapped: each touches a few pages, so the resident part of the
@@ -113,16 +135,31 @@ type stagedValue struct {
 // lock, so that staged and saved values reach the disk in the order they
 // were given. If the transaction fails they are staged again, unless a
 // newer value was staged or saved meanwhile.
+//
+// The transaction first applies what the journal holds (a checkpoint).
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	return s.updateLocked(fn)
+}
+
+// updateLocked is update for a caller holding jmu; fn may be nil (a
+// checkpoint only).
+func (s *Store) updateLocked(fn func(tx *bolt.Tx) error) error {
 	var st map[string]stagedValue
+	var mark uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		st = nil
-		if err := fn(tx); err != nil {
+		var err error
+		if mark, err = s.drain(tx); err != nil {
 			return err
 		}
-		s.stagedMu.Lock()
-		st, s.staged = s.staged, nil
-		s.stagedMu.Unlock()
+		if fn != nil {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
+		st = s.takeStaged()
 		meta := tx.Bucket(bucketMeta)
 		for k, sv := range st {
 			if err := meta.Put([]byte(k), sv.v); err != nil {
@@ -131,23 +168,112 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 		}
 		return nil
 	})
-	if s.writes.Add(1)%dropEvery == 0 {
+	// A checkpoint reads and writes many pages at once: drop them after
+	// it, as after every dropEvery writes otherwise.
+	if s.writes.Add(1)%dropEvery == 0 || mark > s.marked {
 		s.dropMapped()
 	}
-	if err != nil && len(st) > 0 {
-		s.stagedMu.Lock()
-		for k, sv := range st {
-			if s.versions[k] == sv.version {
-				if s.staged == nil {
-					s.staged = map[string]stagedValue{}
-				}
-				s.staged[k] = sv
-			}
-		}
-		s.stagedMu.Unlock()
+	if err != nil {
+		s.restage(st)
+		return err
 	}
-	return err
+	s.marked = mark
+	if s.j != nil {
+		s.j.off = 0
+	}
+	return nil
 }
+
+// drain applies the journal's pending records in tx and stores the seq
+// of the last record written (meta "journal"), if that moved; it returns
+// that seq.
+func (s *Store) drain(tx *bolt.Tx) (uint64, error) {
+	j := s.j
+	if j == nil || j.next-1 <= s.marked {
+		return s.marked, nil
+	}
+	if j.off > 0 {
+		end, last, err := scanJournal(io.NewSectionReader(j.f, 0, j.off), j.off, j.id, func(seq uint64, ops []jop) error {
+			if seq <= s.marked {
+				return nil
+			}
+			return applyOps(tx, ops)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("reading the journal back: %w", err)
+		}
+		if end != j.off {
+			return 0, fmt.Errorf("reading the journal back: %d of %d bytes readable (up to record %d of %d)", end, j.off, last, j.next-1)
+		}
+	}
+	mark := j.next - 1
+	return mark, tx.Bucket(bucketMeta).Put(keyJournal, binary.BigEndian.AppendUint64(nil, mark))
+}
+
+// applyOps applies one journal record's operations in tx.
+func applyOps(tx *bolt.Tx, ops []jop) error {
+	leases, exp, meta := tx.Bucket(bucketLeases), tx.Bucket(bucketExpiry), tx.Bucket(bucketMeta)
+	for _, op := range ops {
+		var err error
+		switch op.kind {
+		case opDelete:
+			if err = leases.Delete(op.key); err == nil {
+				err = exp.Delete(op.key)
+			}
+		case opPut:
+			if err = leases.Put(op.key, op.value); err == nil {
+				err = exp.Put(op.key, op.expiry)
+			}
+		case opMeta:
+			err = meta.Put(op.key, op.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// takeStaged takes the staged meta values.
+func (s *Store) takeStaged() map[string]stagedValue {
+	s.stagedMu.Lock()
+	defer s.stagedMu.Unlock()
+	st := s.staged
+	s.staged = nil
+	return st
+}
+
+// restage stages again values that takeStaged took and that a failed
+// write did not store, unless something newer was staged or saved
+// meanwhile.
+func (s *Store) restage(st map[string]stagedValue) {
+	if len(st) == 0 {
+		return
+	}
+	s.stagedMu.Lock()
+	defer s.stagedMu.Unlock()
+	for k, sv := range st {
+		if s.versions[k] == sv.version {
+			if s.staged == nil {
+				s.staged = map[string]stagedValue{}
+			}
+			s.staged[k] = sv
+		}
+	}
+}
+
+// checkpoint writes what the journal holds into the database.
+func (s *Store) checkpoint() error {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	if s.j == nil || s.j.next-1 <= s.marked {
+		return nil
+	}
+	return s.updateLocked(nil)
+}
+
+// idleCheckpoint is the idle timer's function.
+func (s *Store) idleCheckpoint() { _ = s.checkpoint() }
 
 // nextVersion returns the next version of key k. Callers hold stagedMu.
 func (s *Store) nextVersion(k string) uint64 {
@@ -183,7 +309,60 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := s.recover(path + "-journal"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s-journal: %w", path, err)
+	}
 	return s, nil
+}
+
+// recover opens the journal and applies the records that a crash left in
+// it.
+func (s *Store) recover(path string) error {
+	j, err := openJournal(path)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyJournal); len(v) == 8 {
+			s.marked = binary.BigEndian.Uint64(v)
+		}
+		id := meta.Get(keyJournalID)
+		if len(id) != 8 {
+			id = make([]byte, 8)
+			if _, err := rand.Read(id); err != nil {
+				return err
+			}
+			if err := meta.Put(keyJournalID, id); err != nil {
+				return err
+			}
+		}
+		j.id = crc32.Checksum(id, crcTable)
+		return nil
+	}); err != nil {
+		j.f.Close()
+		return err
+	}
+	// Find the chain's end, then let the checkpoint apply it.
+	end, last, err := scanJournal(io.NewSectionReader(j.f, 0, journalSize), journalSize, j.id, func(uint64, []jop) error { return nil })
+	if err != nil {
+		j.f.Close()
+		return err
+	}
+	j.off, j.next = end, max(last, s.marked)+1
+	s.j = j
+	if last > s.marked {
+		if err := s.updateLocked(nil); err != nil {
+			s.j = nil
+			j.f.Close()
+			return fmt.Errorf("applying the records a crash left: %w", err)
+		}
+	}
+	j.off = 0
+	s.idle = time.AfterFunc(time.Hour, s.idleCheckpoint)
+	s.idle.Stop()
+	return nil
 }
 
 func (s *Store) init() error {
@@ -211,8 +390,22 @@ func (s *Store) init() error {
 	})
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close writes what the journal holds into the database and closes both.
+func (s *Store) Close() error {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	if s.j == nil {
+		return s.db.Close()
+	}
+	s.idle.Stop()
+	var err error
+	if s.j.next-1 > s.marked {
+		err = s.updateLocked(nil)
+	}
+	err = errors.Join(err, s.j.f.Close())
+	s.j = nil
+	return errors.Join(err, s.db.Close())
+}
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.db.Path() }
@@ -323,36 +516,70 @@ func (s *Store) Delete(k lease.Key) error {
 }
 
 // Apply stores puts (created or changed leases) and deletes the leases with
-// keys in dels, in one durable transaction: all or nothing.
+// keys in dels, durably and all or nothing: one journal record (with
+// anything staged), or one transaction when the journal cannot take it.
 func (s *Store) Apply(puts []lease.Lease, dels []lease.Key) error {
-	vs := make([][]byte, len(puts))
-	for i, l := range puts {
+	ops := make([]jop, 0, len(dels)+len(puts)+1)
+	for _, k := range dels {
+		ops = append(ops, jop{kind: opDelete, key: dbKey(k)})
+	}
+	for _, l := range puts {
 		v, err := json.Marshal(toRecord(l))
 		if err != nil {
 			return err
 		}
-		vs[i] = v
+		ops = append(ops, jop{kind: opPut, key: dbKey(l.Key()),
+			expiry: binary.BigEndian.AppendUint64(nil, uint64(l.Expires.UnixMilli())), value: v})
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		leases, exp := tx.Bucket(bucketLeases), tx.Bucket(bucketExpiry)
-		for _, k := range dels {
-			if err := leases.Delete(dbKey(k)); err != nil {
-				return err
-			}
-			if err := exp.Delete(dbKey(k)); err != nil {
-				return err
-			}
+	direct := func(tx *bolt.Tx) error { return applyOps(tx, ops) }
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	j := s.j
+	if j == nil {
+		return s.updateLocked(direct) // closed: bbolt says so
+	}
+	st := s.takeStaged()
+	rec := s.record(ops, st)
+	if !j.fits(len(rec)) {
+		s.restage(st)
+		if len(rec) > journalSize {
+			return s.updateLocked(direct)
 		}
-		for i, l := range puts {
-			if err := leases.Put(dbKey(l.Key()), vs[i]); err != nil {
-				return err
-			}
-			if err := putExpiry(exp, l); err != nil {
-				return err
-			}
+		if err := s.updateLocked(nil); err != nil { // makes room
+			return err
+		}
+		st = s.takeStaged()
+		if rec = s.record(ops, st); !j.fits(len(rec)) {
+			s.restage(st)
+			return s.updateLocked(direct)
+		}
+	}
+	if err := j.write(rec); err != nil {
+		// The record may be partly on disk: its seq is spent if the
+		// change is stored another way, and overwritten if not.
+		s.restage(st)
+		j.next++
+		if uerr := s.updateLocked(direct); uerr != nil {
+			j.next--
+			_, _ = j.f.WriteAt(make([]byte, journalHeader), j.off)
+			return errors.Join(fmt.Errorf("writing the lease journal: %w", err), uerr)
 		}
 		return nil
-	})
+	}
+	j.off += int64(len(rec))
+	j.next++
+	s.idle.Reset(journalIdle)
+	return nil
+}
+
+// record encodes ops and the staged values st as the journal's next
+// record, in the journal's buffer.
+func (s *Store) record(ops []jop, st map[string]stagedValue) []byte {
+	for k, sv := range st {
+		ops = append(ops, jop{kind: opMeta, key: []byte(k), value: sv.v})
+	}
+	s.j.buf = appendRecord(s.j.buf[:0], s.j.id, s.j.next, ops)
+	return s.j.buf
 }
 
 // PutExpiries records the expiry of each lease in one transaction. Leases no
@@ -360,7 +587,7 @@ func (s *Store) Apply(puts []lease.Lease, dels []lease.Key) error {
 // if anything.
 func (s *Store) PutExpiries(ls []lease.Lease) error {
 	if len(ls) == 0 && !s.Staged() {
-		return nil
+		return s.checkpoint()
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		leases, exp := tx.Bucket(bucketLeases), tx.Bucket(bucketExpiry)
@@ -431,6 +658,9 @@ func rewriteExpiries(tx *bolt.Tx, leases, exp *bolt.Bucket, ls []lease.Lease) er
 // cannot be decoded are reported in bad (by key) and skipped, never fatal.
 // It leaves none of the file's pages resident (dropMapped).
 func (s *Store) Load() (ls []lease.Lease, bad []string, err error) {
+	if err := s.checkpoint(); err != nil {
+		return nil, nil, err
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		exp := tx.Bucket(bucketExpiry)
 		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
@@ -498,6 +728,9 @@ func (s *Store) Staged() bool {
 // LoadEpoch returns the last saved epoch and when it was saved; ok is false
 // if none was.
 func (s *Store) LoadEpoch() (epoch uint32, at time.Time, ok bool, err error) {
+	if err := s.checkpoint(); err != nil {
+		return 0, time.Time{}, false, err
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyEpoch)
 		if len(v) != 12 {
@@ -531,6 +764,9 @@ func (s *Store) SaveExternal(addr netip.Addr) error {
 // if none was (or the record is unreadable).
 func (s *Store) LoadExternal() (netip.Addr, error) {
 	var addr netip.Addr
+	if err := s.checkpoint(); err != nil {
+		return addr, err
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyExternal); v != nil {
 			if err := addr.UnmarshalBinary(v); err != nil {
@@ -564,6 +800,9 @@ func (s *Store) SaveAuthSeqs(seqs map[[8]byte]uint64) error {
 // nothing was. Entries whose key id is not 16 hex digits are skipped.
 func (s *Store) LoadAuthSeqs() (map[[8]byte]uint64, error) {
 	out := map[[8]byte]uint64{}
+	if err := s.checkpoint(); err != nil {
+		return out, err
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyAuthSeq)
 		if v == nil {
