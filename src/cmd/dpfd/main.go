@@ -52,8 +52,13 @@ const (
 const defaultConfig = "/etc/config/dpf"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stopTrace()
+	os.Exit(code)
 }
+
+// stopTrace ends the execution trace of a dpfdebug build (trace_debug.go).
+var stopTrace = func() {}
 
 const usage = `usage: dpfd COMMAND [options]
 
