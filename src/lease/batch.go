@@ -177,7 +177,7 @@ func (m *Manager) runBatch() {
 // true when the request must wait for the next batch.
 func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 	r := p.r
-	ik := internalKey{r.InternalAddr, r.Proto, r.InternalPort}
+	ik := internalKeyOf(r.InternalAddr, r.Proto, r.InternalPort)
 	if v.internal[ik] {
 		return nil, true
 	}
@@ -278,7 +278,7 @@ func (m *Manager) plan(p *pending, v *batchView) (c *change, cut bool) {
 		Lifetime:     life,
 		Created:      wall(now),
 		Renewed:      wall(now),
-	}, deadline: now.Add(life)}
+	}, deadline: m.mono(now.Add(life))}
 	e.Expires = wall(now).Add(life)
 	v.internal[ik] = true
 	v.taken[e.Key()] = true
@@ -409,7 +409,7 @@ func (m *Manager) finalize(c *change) {
 	case chNone:
 		// finished when planned
 	case chCreate:
-		e.stored = e.Expires
+		e.stored = storedAs(e.Expires)
 		m.insert(e)
 		m.bump(func(c *Counters) { c.Created++ })
 		m.noteLocked(Event{Kind: Created, Lease: e.Lease})
@@ -424,9 +424,9 @@ func (m *Manager) finalize(c *change) {
 	case chRenew:
 		m.mu.Lock()
 		e.Lease = c.next
-		e.deadline = c.now.Add(c.life)
+		e.deadline = m.mono(c.now.Add(c.life))
 		if c.put {
-			e.stored = c.next.Expires
+			e.stored = storedAs(c.next.Expires)
 		}
 		heap.Fix(&m.expiries, e.idx)
 		m.counters.Renewed++

@@ -77,7 +77,7 @@ func (m *Manager) rebaseExpiries() (int, error) {
 	ls := make([]Lease, 0, len(m.byKey))
 	m.mu.Lock()
 	for _, e := range m.byKey {
-		e.Expires = wallNow.Add(e.deadline.Sub(now))
+		e.Expires = wallNow.Add(time.Duration(e.deadline - m.mono(now)))
 		ls = append(ls, e.Lease)
 	}
 	m.mu.Unlock()
@@ -88,7 +88,7 @@ func (m *Manager) rebaseExpiries() (int, error) {
 		return 0, fmt.Errorf("writing %d expiries: %w", len(ls), err)
 	}
 	for _, e := range m.byKey {
-		e.stored = e.Expires
+		e.stored = storedAs(e.Expires)
 	}
 	return len(ls), nil
 }

@@ -82,24 +82,48 @@ const (
 	DefaultCheckpointInterval = 5 * time.Minute
 )
 
-// entry is a lease plus the Manager's bookkeeping.
+// entry is a lease plus the Manager's bookkeeping. The table holds one per
+// lease, so it is kept within a 256-byte allocation (the times as int64,
+// not time.Time): 10,000 leases take 2.5 MB, not 2.9.
 type entry struct {
 	Lease
-	deadline time.Time // monotonic when the clock is real
-	stored   time.Time // wall expiry last written to the store
-	idx      int       // position in the expiry heap
+	deadline mono  // when the lease lapses, on the Manager's clock
+	stored   int64 // wall expiry last written to the store, unix ns
+	idx      int   // position in the expiry heap
 }
 
+// mono is a time on the Manager's clock, as the time since Manager.base:
+// monotonic when the clock is real, as a time.Time from it would be.
+type mono int64
+
+func (m *Manager) mono(t time.Time) mono { return mono(t.Sub(m.base)) }
+
+// storedAs is what entry.stored holds once expiry t is stored.
+func storedAs(t time.Time) int64 { return t.UnixNano() }
+
+// internalKey identifies a lease by where it forwards to. Leases are IPv4
+// (Map refuses others, Restore drops them), so the address takes 4 bytes:
+// the index has an entry per lease.
 type internalKey struct {
-	addr  netip.Addr
+	addr  [4]byte
 	proto firewall.Proto
 	port  uint16
+}
+
+// internalKeyOf returns the internalKey of (addr, proto, port); for an
+// address that is not IPv4, one that no lease has (port 0).
+func internalKeyOf(addr netip.Addr, proto firewall.Proto, port uint16) internalKey {
+	if addr = addr.Unmap(); !addr.Is4() {
+		return internalKey{proto: proto}
+	}
+	return internalKey{addr.As4(), proto, port}
 }
 
 // Manager owns the lease table. Its methods are safe for concurrent use.
 type Manager struct {
 	cfg   Config
 	clk   clock.Clock
+	base  time.Time // the origin of the entries' mono deadlines
 	log   *slog.Logger
 	fw    Firewall
 	store Store
@@ -190,6 +214,7 @@ func New(cfg Config) *Manager {
 	if m.clk == nil {
 		m.clk = clock.Real{}
 	}
+	m.base = m.clk.Now()
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -509,15 +534,15 @@ func (m *Manager) Restore(ls []Lease) (restored, dropped int, err error) {
 		}
 		k := l.Key()
 		_, dup := m.byKey[k]
-		_, dupInt := m.byInt[internalKey{l.InternalAddr, l.Proto, l.InternalPort}]
-		if left <= 0 || dup || dupInt || l.Lifetime <= 0 {
+		_, dupInt := m.byInt[internalKeyOf(l.InternalAddr, l.Proto, l.InternalPort)]
+		if left <= 0 || dup || dupInt || l.Lifetime <= 0 || !l.InternalAddr.Is4() {
 			if derr := m.store.Delete(k); derr != nil {
 				err = fmt.Errorf("dropping expired lease %s: %w", keyString(k), derr)
 			}
 			dropped++
 			continue
 		}
-		e := &entry{Lease: l, deadline: now.Add(left), stored: l.Expires}
+		e := &entry{Lease: l, deadline: m.mono(now.Add(left)), stored: storedAs(l.Expires)}
 		e.Expires = wall(now).Add(left)
 		m.insert(e)
 		restored++
@@ -528,7 +553,7 @@ func (m *Manager) Restore(ls []Lease) (restored, dropped int, err error) {
 func (m *Manager) insert(e *entry) {
 	m.mu.Lock()
 	m.byKey[e.Key()] = e
-	m.byInt[internalKey{e.InternalAddr, e.Proto, e.InternalPort}] = e
+	m.byInt[internalKeyOf(e.InternalAddr, e.Proto, e.InternalPort)] = e
 	hs := m.byHost[e.Client]
 	if hs == nil {
 		hs = make(map[Key]*entry)
@@ -542,7 +567,7 @@ func (m *Manager) insert(e *entry) {
 
 func (m *Manager) deleteLocked(e *entry) {
 	delete(m.byKey, e.Key())
-	delete(m.byInt, internalKey{e.InternalAddr, e.Proto, e.InternalPort})
+	delete(m.byInt, internalKeyOf(e.InternalAddr, e.Proto, e.InternalPort))
 	if hs := m.byHost[e.Client]; hs != nil {
 		if delete(hs, e.Key()); len(hs) == 0 {
 			delete(m.byHost, e.Client)
@@ -617,10 +642,10 @@ func (m *Manager) kick() {
 func (m *Manager) ExpireDue() (int, error) {
 	m.opMu.Lock()
 	defer m.unlockOp()
-	now := m.clk.Now()
+	now := m.mono(m.clk.Now())
 	var due []*entry
 	for _, e := range m.expiries {
-		if !e.deadline.After(now) {
+		if e.deadline <= now {
 			due = append(due, e)
 		}
 	}
@@ -669,7 +694,7 @@ func (m *Manager) nextDeadline() (time.Time, bool) {
 	if len(m.expiries) == 0 {
 		return time.Time{}, false
 	}
-	return m.expiries[0].deadline, true
+	return m.base.Add(time.Duration(m.expiries[0].deadline)), true
 }
 
 // Checkpoint writes the expiry of every lease renewed since it was last
@@ -680,7 +705,7 @@ func (m *Manager) Checkpoint() error {
 	defer m.opMu.Unlock()
 	var dirty []*entry
 	for _, e := range m.byKey {
-		if !e.stored.Equal(e.Expires) {
+		if e.stored != storedAs(e.Expires) {
 			dirty = append(dirty, e)
 		}
 	}
@@ -695,7 +720,7 @@ func (m *Manager) Checkpoint() error {
 		return fmt.Errorf("checkpointing %d expiries: %w", len(ls), err)
 	}
 	for _, e := range dirty {
-		e.stored = e.Expires
+		e.stored = storedAs(e.Expires)
 	}
 	m.log.Debug("checkpoint written", "leases", len(ls))
 	return nil
@@ -789,7 +814,7 @@ func keyString(k Key) string { return fmt.Sprintf("%s/%d", k.Proto, k.ExternalPo
 type expiryHeap []*entry
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
 func (h expiryHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx = i

@@ -397,6 +397,26 @@ func TestRestoreBoundsLifetime(t *testing.T) {
 	}
 }
 
+// TestRestoreDropsNonIPv4 checks that a stored lease forwarding to an
+// address that is not IPv4 (which Map never grants) is dropped.
+func TestRestoreDropsNonIPv4(t *testing.T) {
+	r := newRig(t, nil)
+	v6 := netip.MustParseAddr("2001:db8::10")
+	ls := []lease.Lease{
+		{Proto: firewall.TCP, ExternalPort: 2000, InternalAddr: v6, InternalPort: 2000, Client: v6,
+			Origin: lease.OriginPCP, Lifetime: 10 * time.Minute, Expires: t0.Add(5 * time.Minute)},
+		{Proto: firewall.TCP, ExternalPort: 2001, InternalAddr: hostA, InternalPort: 2001, Client: hostA,
+			Origin: lease.OriginNATPMP, Lifetime: 10 * time.Minute, Expires: t0.Add(5 * time.Minute)},
+	}
+	n, dropped, err := r.m.Restore(ls)
+	if err != nil || n != 1 || dropped != 1 {
+		t.Fatalf("restored %d dropped %d err %v; want 1 and 1", n, dropped, err)
+	}
+	if _, ok := r.m.Get(ls[0].Key()); ok {
+		t.Fatal("the IPv6 lease was restored")
+	}
+}
+
 func TestFirewallFailureLeavesNoState(t *testing.T) {
 	r := newRig(t, nil)
 	r.fw.Fail = leasetest.ErrInjected

@@ -52,7 +52,7 @@ func TestTrimWhenIdleStops(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		trimWhenIdle(ctx, tick, func() uint64 { return <-counter }, func() { freed <- struct{}{} })
+		trimWhenIdle(ctx, tick, func() uint64 { return <-counter }, func() { freed <- struct{}{} }, func() {})
 	}()
 	counter <- 0
 	tick <- time.Time{}
@@ -79,17 +79,53 @@ func TestTuneMemory(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(old)
 	log := slog.New(slog.DiscardHandler)
-	tuneMemory(func(k string) string {
+	if tuneMemory(func(k string) string {
 		if k == "GOGC" {
 			return "200"
 		}
 		return ""
-	}, log)
+	}, log) {
+		t.Fatal("with GOGC set, tuneMemory says the pacer may change it")
+	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("with GOGC set, GC percent changed to %d", got)
 	}
-	tuneMemory(func(string) string { return "" }, log)
+	if !tuneMemory(func(string) string { return "" }, log) {
+		t.Fatal("without GOGC, tuneMemory says the pacer may not change it")
+	}
 	if got := debug.SetGCPercent(100); got != defaultGCPercent {
 		t.Fatalf("without GOGC, GC percent %d, want %d", got, defaultGCPercent)
+	}
+}
+
+// TestGCPercentFor checks the pacer's choice: gcHeadroom of garbage, within
+// the bounds, in steps of 5; and that it sets GOGC only on a change.
+func TestGCPercentFor(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, maxGCPercent},
+		{1 << 20, maxGCPercent},      // 200 % would be allowed: capped
+		{2 << 20, maxGCPercent},      // exactly 100 %
+		{3 << 20, 65},                // 66.7 % down to a step of 5
+		{5_500_000, 35},              // about 10,000 leases
+		{8 << 20, defaultGCPercent},  // 25 %
+		{64 << 20, defaultGCPercent}, // never below the default
+		{gcHeadroom * 100 / 42, 40},  // 42 % down to 40
+		{gcHeadroom*100/45 + 1, 40},  // just under 45 %
+		{gcHeadroom * 100 / 45, 45},  // 45 %
+	} {
+		if got := gcPercentFor(c.live); got != c.want {
+			t.Errorf("gcPercentFor(%d) = %d, want %d", c.live, got, c.want)
+		}
+	}
+	var sets []int
+	p := gcPacer{cur: defaultGCPercent, set: func(v int) int { sets = append(sets, v); return 0 }}
+	for _, live := range []uint64{0, 3 << 20, 3<<20 + 1000, 8 << 20, 64 << 20} {
+		p.tick(live)
+	}
+	if len(sets) != 2 || sets[0] != 65 || sets[1] != defaultGCPercent {
+		t.Fatalf("GOGC set to %v, want [65 25]", sets)
 	}
 }

@@ -6,6 +6,7 @@ package main
 // time and the daemon's memory go: with DPFD_TRACE=path it records an
 // execution trace of the whole run into path.PID (`go tool trace`), and
 // on SIGUSR1 it writes a heap profile into path.PID.heap (`go tool pprof`).
+// DPFD_TRACE_OFF=1 records no trace and samples every allocation instead.
 
 import (
 	"fmt"
@@ -22,7 +23,9 @@ func init() {
 	if path == "" {
 		return
 	}
-	runtime.MemProfileRate = 1
+	if os.Getenv("DPFD_TRACE_OFF") != "" {
+		runtime.MemProfileRate = 1 // exact heap profiles, at a cost
+	}
 	path = fmt.Sprintf("%s.%d", path, os.Getpid())
 	f, err := os.Create(path)
 	if err != nil {
