@@ -88,7 +88,14 @@ type nftBackend struct {
 	// pinholes. nil when unknown. Verify leaves it alone: a Verify that
 	// vouches for a later generation does not vouch for the shadow.
 	shadow *nftShadow
+	// elemSets describes the sets for element changes (queueDiff), made
+	// once: every change used to build them anew, a tenth of what a
+	// request allocated.
+	elemSets map[string]*nftables.Set
 }
+
+// setNames is setOrder(), computed once.
+var setNames = setOrder()
 
 // newNFTables returns the nftables backend. It fails with ErrUnsupported when
 // nftables cannot be used over netlink.
@@ -629,8 +636,11 @@ func (b *nftBackend) changeRead(k Key, p *Pinhole) error {
 // queueDiff queues the deletion of del's elements, then the addition of
 // add's, into the pending batch.
 func (b *nftBackend) queueDiff(del, add nftState) error {
-	sets := b.sets(b.table())
-	for _, name := range setOrder() {
+	if b.elemSets == nil {
+		b.elemSets = b.sets(b.table())
+	}
+	sets := b.elemSets
+	for _, name := range setNames {
 		if len(del[name]) > 0 {
 			// delete element ip dpf NAME { ... }
 			if err := b.queueElements(sets[name], del[name], true); err != nil {
@@ -638,7 +648,7 @@ func (b *nftBackend) queueDiff(del, add nftState) error {
 			}
 		}
 	}
-	for _, name := range setOrder() {
+	for _, name := range setNames {
 		if len(add[name]) > 0 {
 			// add element ip dpf NAME { ... }
 			if err := b.queueElements(sets[name], add[name], false); err != nil {
