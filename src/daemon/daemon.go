@@ -90,6 +90,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		fw.Close()
 		return nil, err
 	}
+	if err := st.JournalProblem(); err != nil {
+		log.Warn("lease database", "db", cfg.DB, "err", err)
+	}
 	d.store = st
 
 	d.lan = lanPrefixes(cfg.LANInterfaces)

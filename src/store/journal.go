@@ -83,6 +83,9 @@ type journal struct {
 	off  int64  // where the next record goes; 0 when nothing is pending
 	next uint64 // the next record's seq
 	buf  []byte // reused for encoding
+	// spent is set when a record's write failed after it may have
+	// reached the disk: the next write must be a checkpoint.
+	spent bool
 }
 
 // openJournal opens (or creates, full size) the journal at path.
@@ -110,10 +113,16 @@ func openJournal(path string) (*journal, error) {
 			f.Close()
 			return nil, err
 		}
-		if d, err := os.Open(filepath.Dir(path)); err == nil {
-			d.Sync()
-			d.Close()
-		}
+	}
+	// The file's name must last too: sync the directory at every open,
+	// as a crash may have come between the file's sync and this.
+	d, err := os.Open(filepath.Dir(path))
+	if err == nil {
+		err = errors.Join(d.Sync(), d.Close())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("syncing the directory of %s: %w", path, err)
 	}
 	return &journal{f: f}, nil
 }
@@ -253,8 +262,11 @@ func (j *journal) write(rec []byte) error {
 	if _, err := j.f.WriteAt(rec, j.off); err != nil {
 		return err
 	}
-	return datasync(j.f)
+	return datasyncFn(j.f)
 }
+
+// datasyncFn is datasync; tests replace it to fail after the write.
+var datasyncFn = datasync
 
 // fits reports whether a record of n bytes fits after the pending ones.
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= journalSize }

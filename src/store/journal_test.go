@@ -3,14 +3,18 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
+	"github.com/dpf-router/dpf/src/internal/testenv"
 	"github.com/dpf-router/dpf/src/lease"
 )
 
@@ -320,4 +324,121 @@ func FuzzJournalScan(f *testing.F) {
 			t.Fatalf("end %d, records up to %d", end, off)
 		}
 	})
+}
+
+// TestJournalFailedWriteNotReplayed checks that a change whose record
+// reached the disk but whose sync and fallback transaction both failed (so
+// Apply returned an error) is not applied after a crash once anything
+// later was stored: neither after a direct write nor after a later record.
+func TestJournalFailedWriteNotReplayed(t *testing.T) {
+	for _, later := range []string{"direct write", "record"} {
+		t.Run(later, func(t *testing.T) {
+			s, path := openTemp(t)
+			if err := s.Put(sample(9000)); err != nil {
+				t.Fatal(err)
+			}
+			datasyncFn = func(*os.File) error { return errors.New("injected sync failure") }
+			s.failCommit = errors.New("injected commit failure")
+			err := s.Put(sample(9001))
+			datasyncFn, s.failCommit = datasync, nil
+			if err == nil {
+				t.Fatal("Put succeeded with both its record and its transaction failing")
+			}
+			if later == "direct write" {
+				err = s.SaveExternal(netip.MustParseAddr("203.0.113.1"))
+			} else {
+				err = s.Put(sample(9002))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := loadPorts(t, crashCopy(t, path))
+			if _, ok := got[9001]; ok {
+				t.Fatal("the failed change was applied after a crash")
+			}
+			if _, ok := got[9000]; !ok {
+				t.Fatal("lease 9000 lost")
+			}
+			if _, ok := got[9002]; !ok && later == "record" {
+				t.Fatal("lease 9002, stored after the failure, lost")
+			}
+		})
+	}
+}
+
+// TestJournalGapNotApplied checks that a journal whose records do not
+// follow the database's last applied one (the database restored from an
+// older copy) is not applied, and that the store says so and works.
+func TestJournalGapNotApplied(t *testing.T) {
+	s, path := openTemp(t)
+	if err := s.Put(sample(9000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Load(); err != nil { // checkpoint: 9000 in the database
+		t.Fatal(err)
+	}
+	old := crashCopy(t, path)
+	if err := s.Put(sample(9001)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Load(); err != nil { // the database moves on
+		t.Fatal(err)
+	}
+	if err := s.Put(sample(9002)); err != nil { // in the journal only
+		t.Fatal(err)
+	}
+	cur := crashCopy(t, path)
+	b, err := os.ReadFile(cur + "-journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old+"-journal", b, 0o600); err != nil { // old database, new journal
+		t.Fatal(err)
+	}
+	s2, err := Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.JournalProblem() == nil {
+		t.Error("no problem reported for a journal that does not follow the database")
+	}
+	ls, _, err := s2.Load()
+	if err != nil || len(ls) != 1 || ls[0].ExternalPort != 9000 {
+		t.Fatalf("leases %v (%v); want the old database's 9000 only", ls, err)
+	}
+	if err := s2.Put(sample(9003)); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadPorts(t, crashCopy(t, old)); len(got) != 2 {
+		t.Fatalf("after a new record: %v", got)
+	}
+}
+
+// TestOpenWithoutJournalSpace checks that a file system with no room for
+// the journal leaves the store working without one, not failing to open.
+func TestOpenWithoutJournalSpace(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=192k"); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, 0) })
+	path := filepath.Join(dir, "leases.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open with no room for the journal: %v", err)
+	}
+	if s.JournalProblem() == nil {
+		t.Error("no problem reported")
+	}
+	if err := s.Put(sample(9000)); err != nil {
+		t.Fatal(err)
+	}
+	if raw := rawLeases(t, crashCopy(t, path)); !raw[9000] {
+		t.Fatal("without a journal, Put did not write the database")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -96,9 +96,15 @@ type Store struct {
 	// across every write transaction, so that a checkpoint sees every
 	// record written before it (see journal.go).
 	jmu    sync.Mutex
-	j      *journal // nil once closed
-	marked uint64   // the seq stored in meta "journal"
+	j      *journal // nil without a journal (every change a transaction) and once closed
+	closed bool
+	marked uint64 // the seq stored in meta "journal"
 	idle   *time.Timer
+	// journalErr says why Open left the journal off, or what it could
+	// not replay (JournalProblem).
+	journalErr error
+	// failCommit, when set (by tests), makes write transactions fail.
+	failCommit error
 }
 
 // journalIdle is how long after the last record the journal is written
@@ -166,7 +172,7 @@ func (s *Store) updateLocked(fn func(tx *bolt.Tx) error) error {
 				return err
 			}
 		}
-		return nil
+		return s.failCommit
 	})
 	// A checkpoint reads and writes many pages at once: drop them after
 	// it, as after every dropEvery writes otherwise.
@@ -179,7 +185,7 @@ func (s *Store) updateLocked(fn func(tx *bolt.Tx) error) error {
 	}
 	s.marked = mark
 	if s.j != nil {
-		s.j.off = 0
+		s.j.off, s.j.spent = 0, false
 	}
 	return nil
 }
@@ -317,53 +323,82 @@ func Open(path string) (*Store, error) {
 }
 
 // recover opens the journal and applies the records that a crash left in
-// it.
+// it. Only the database failing fails it: a journal that cannot be made
+// or read leaves the store without one (each change a transaction, as
+// before the journal), which JournalProblem reports.
 func (s *Store) recover(path string) error {
-	j, err := openJournal(path)
-	if err != nil {
-		return err
-	}
+	var id uint32
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyJournal); len(v) == 8 {
 			s.marked = binary.BigEndian.Uint64(v)
 		}
-		id := meta.Get(keyJournalID)
-		if len(id) != 8 {
-			id = make([]byte, 8)
-			if _, err := rand.Read(id); err != nil {
+		b := meta.Get(keyJournalID)
+		if len(b) != 8 {
+			b = make([]byte, 8)
+			if _, err := rand.Read(b); err != nil {
 				return err
 			}
-			if err := meta.Put(keyJournalID, id); err != nil {
+			if err := meta.Put(keyJournalID, b); err != nil {
 				return err
 			}
 		}
-		j.id = crc32.Checksum(id, crcTable)
+		id = crc32.Checksum(b, crcTable)
 		return nil
 	}); err != nil {
-		j.f.Close()
 		return err
 	}
-	// Find the chain's end, then let the checkpoint apply it.
-	end, last, err := scanJournal(io.NewSectionReader(j.f, 0, journalSize), journalSize, j.id, func(uint64, []jop) error { return nil })
+	j, err := openJournal(path)
 	if err != nil {
-		j.f.Close()
-		return err
+		s.journalErr = fmt.Errorf("lease journal off, every change is a database transaction: %w", err)
+		return nil
+	}
+	j.id = id
+	// Find the chain's end; the checkpoint then applies it.
+	var first uint64 // the first record newer than the database
+	end, last, readErr := scanJournal(io.NewSectionReader(j.f, 0, journalSize), journalSize, j.id, func(seq uint64, _ []jop) error {
+		if seq > s.marked && first == 0 {
+			first = seq
+		}
+		return nil
+	})
+	if first > s.marked+1 {
+		// Records missing between the database and the journal: the
+		// database is older than the journal (restored from a copy,
+		// or the two copied at different times). Applying them would
+		// put later changes on a state they did not follow.
+		s.journalErr = fmt.Errorf("lease journal %s: records %d to %d follow %d, not %d, the database's last: not applied",
+			path, first, last, first-1, s.marked)
+		end = 0
 	}
 	j.off, j.next = end, max(last, s.marked)+1
 	s.j = j
-	if last > s.marked {
+	if end > 0 && last > s.marked {
 		if err := s.updateLocked(nil); err != nil {
 			s.j = nil
 			j.f.Close()
-			return fmt.Errorf("applying the records a crash left: %w", err)
+			return fmt.Errorf("applying the records a crash left in %s: %w", path, err)
 		}
 	}
 	j.off = 0
+	if readErr != nil {
+		// What was readable is applied; the journal cannot be trusted
+		// for more.
+		s.j = nil
+		j.f.Close()
+		s.journalErr = fmt.Errorf("lease journal off, every change is a database transaction: reading %s after record %d: %w", path, last, readErr)
+		return nil
+	}
 	s.idle = time.AfterFunc(time.Hour, s.idleCheckpoint)
 	s.idle.Stop()
 	return nil
 }
+
+// JournalProblem reports what went wrong with the journal when the store
+// was opened (it could not be made or read, so changes are written to the
+// database directly, or records were not applied), or nil. The store works
+// either way; the daemon logs it.
+func (s *Store) JournalProblem() error { return s.journalErr }
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -394,6 +429,10 @@ func (s *Store) init() error {
 func (s *Store) Close() error {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
+	if s.closed {
+		return s.db.Close() // bbolt says it is closed
+	}
+	s.closed = true
 	if s.j == nil {
 		return s.db.Close()
 	}
@@ -536,7 +575,15 @@ func (s *Store) Apply(puts []lease.Lease, dels []lease.Key) error {
 	defer s.jmu.Unlock()
 	j := s.j
 	if j == nil {
-		return s.updateLocked(direct) // closed: bbolt says so
+		return s.updateLocked(direct) // no journal, or closed: bbolt says so
+	}
+	if j.spent {
+		// A record given up after a failed write may be on disk at
+		// j.off: a checkpoint stores its seq as applied, so that it is
+		// stale, before anything is written after it.
+		if err := s.updateLocked(nil); err != nil {
+			return err
+		}
 	}
 	st := s.takeStaged()
 	rec := s.record(ops, st)
@@ -555,13 +602,14 @@ func (s *Store) Apply(puts []lease.Lease, dels []lease.Key) error {
 		}
 	}
 	if err := j.write(rec); err != nil {
-		// The record may be partly on disk: its seq is spent if the
-		// change is stored another way, and overwritten if not.
+		// The record may be on disk, whole: its seq is spent, and the
+		// next write is a transaction that stores it as applied (so a
+		// later record does not follow it in the chain, and a restart
+		// does not replay it after newer changes).
 		s.restage(st)
 		j.next++
+		j.spent = true
 		if uerr := s.updateLocked(direct); uerr != nil {
-			j.next--
-			_, _ = j.f.WriteAt(make([]byte, journalHeader), j.off)
 			return errors.Join(fmt.Errorf("writing the lease journal: %w", err), uerr)
 		}
 		return nil
