@@ -150,6 +150,7 @@ type Results struct {
 	Started      time.Time     `json:"started"`
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	Measurements []Measurement `json:"measurements"`
+	DiskSync     []DiskSync    `json:"disk_sync,omitempty"`
 	Errors       []string      `json:"errors,omitempty"`
 }
 
@@ -181,6 +182,12 @@ func Run(ctx context.Context, c Config) (*Results, error) {
 	}
 	seq := 0
 	for run := 1; run <= c.Runs; run++ {
+		if ds, err := measureDiskSync(c.WorkDir, run); err != nil {
+			res.Errors = append(res.Errors, fmt.Sprintf("run %d disk sync: %v", run, err))
+		} else {
+			res.DiskSync = append(res.DiskSync, ds)
+			c.Logf("run %d: disk: 4 KiB write + fdatasync p50 %.2f ms, p99 %.2f ms", run, ms(ds.P50), ms(ds.P99))
+		}
 		for _, t := range c.Targets {
 			if bins[t] == "" {
 				continue

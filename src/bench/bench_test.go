@@ -183,10 +183,13 @@ func TestFillRatio(t *testing.T) {
 // count, and the method says how they are taken.
 func TestReportRows(t *testing.T) {
 	r := reportResults(map[int]float64{100: 100, 1000: 1000, 10000: 4000})
+	r.DiskSync = []DiskSync{{1, 200 * time.Microsecond, time.Millisecond}, {2, 600 * time.Microsecond, 2 * time.Millisecond},
+		{3, 300 * time.Microsecond, 1500 * time.Microsecond}}
 	var b strings.Builder
 	r.WriteMarkdown(&b)
 	md := b.String()
 	for _, want := range []string{
+		"fdatasync took p50 0.30 (0.20–0.60) ms, p99 1.50 (1.00–2.00) ms",
 		"| N=1000 one more map p99 ms (sequential) | 0.90 |",
 		"| N=1000 one more map+delete: samples | 200 |",
 		"| N=1000 fill latency p99 ms | 40.0 |",

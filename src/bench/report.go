@@ -356,6 +356,15 @@ func thousands(n int) string {
 	return s
 }
 
+// diskCell formats a disk latency spread: the median, and the range when
+// there were several runs.
+func diskCell(s Spread) string {
+	if s.Runs < 2 {
+		return fmt.Sprintf("%.2f", s.Median)
+	}
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", s.Median, s.Min, s.Max)
+}
+
 // sixMB is the binary size goal, 6 MiB.
 const sixMB = 6 << 20
 
@@ -366,6 +375,14 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "# DPF benchmark: dpfd against miniupnpd\n\n")
 	fmt.Fprintf(w, "Started %s, took %s, on %s (%d CPUs, %s). Sizes %v, %d run(s) per figure, %d LAN hosts × %d requests in flight.\n\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Elapsed.Round(1e9), host, runtime.NumCPU(), runtime.GOARCH, c.Sizes, c.Runs, c.Hosts, c.InFlight)
+	if len(r.DiskSync) > 0 {
+		var p50, p99 []float64
+		for _, d := range r.DiskSync {
+			p50, p99 = append(p50, ms(d.P50)), append(p99, ms(d.P99))
+		}
+		fmt.Fprintf(w, "The work directory's disk, at the start of each run: one 4 KiB write and fdatasync took p50 %s ms, p99 %s ms. A durable map costs at least one; on this kind of shared virtual machine that cost moves by a factor of 3 within an hour, and the map latencies with it.\n\n",
+			diskCell(spreadOf(p50)), diskCell(spreadOf(p99)))
+	}
 	fmt.Fprintf(w, "Each cell is the median of the runs with the spread (min–max) in brackets; the last columns are dpfd's figure divided by miniupnpd's. † marks figures with notes below.\n\n")
 	var dpfds []Target
 	for _, t := range c.Targets {
