@@ -99,7 +99,10 @@ type Store struct {
 	j      *journal // nil without a journal (every change a transaction) and once closed
 	closed bool
 	marked uint64 // the seq stored in meta "journal"
-	idle   *time.Timer
+	// journalID is the CRC-32C of the database id (meta "journal_id"),
+	// read or made by init.
+	journalID uint32
+	idle      *time.Timer
 	// journalErr says why Open left the journal off, or what it could
 	// not replay (JournalProblem).
 	journalErr error
@@ -194,10 +197,10 @@ func (s *Store) updateLocked(fn func(tx *bolt.Tx) error) error {
 // of the last record written (meta "journal"), if that moved; it returns
 // that seq.
 func (s *Store) drain(tx *bolt.Tx) (uint64, error) {
-	j := s.j
-	if j == nil || j.next-1 <= s.marked {
+	if !s.pendingLocked() {
 		return s.marked, nil
 	}
+	j := s.j
 	if j.off > 0 {
 		end, last, err := scanJournal(io.NewSectionReader(j.f, 0, j.off), j.off, j.id, func(seq uint64, ops []jop) error {
 			if seq <= s.marked {
@@ -268,11 +271,15 @@ func (s *Store) restage(st map[string]stagedValue) {
 	}
 }
 
+// pendingLocked reports whether the journal has records (or a spent
+// seq) that the database has not recorded as applied. Callers hold jmu.
+func (s *Store) pendingLocked() bool { return s.j != nil && s.j.next-1 > s.marked }
+
 // checkpoint writes what the journal holds into the database.
 func (s *Store) checkpoint() error {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
-	if s.j == nil || s.j.next-1 <= s.marked {
+	if !s.pendingLocked() {
 		return nil
 	}
 	return s.updateLocked(nil)
@@ -327,33 +334,12 @@ func Open(path string) (*Store, error) {
 // or read leaves the store without one (each change a transaction, as
 // before the journal), which JournalProblem reports.
 func (s *Store) recover(path string) error {
-	var id uint32
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keyJournal); len(v) == 8 {
-			s.marked = binary.BigEndian.Uint64(v)
-		}
-		b := meta.Get(keyJournalID)
-		if len(b) != 8 {
-			b = make([]byte, 8)
-			if _, err := rand.Read(b); err != nil {
-				return err
-			}
-			if err := meta.Put(keyJournalID, b); err != nil {
-				return err
-			}
-		}
-		id = crc32.Checksum(b, crcTable)
-		return nil
-	}); err != nil {
-		return err
-	}
 	j, err := openJournal(path)
 	if err != nil {
 		s.journalErr = fmt.Errorf("lease journal off, every change is a database transaction: %w", err)
 		return nil
 	}
-	j.id = id
+	j.id = s.journalID
 	// Find the chain's end; the checkpoint then applies it.
 	var first uint64 // the first record newer than the database
 	end, last, readErr := scanJournal(io.NewSectionReader(j.f, 0, journalSize), journalSize, j.id, func(seq uint64, _ []jop) error {
@@ -421,6 +407,21 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		// The journal's place in the database's history (journal.go).
+		if v := meta.Get(keyJournal); len(v) == 8 {
+			s.marked = binary.BigEndian.Uint64(v)
+		}
+		id := meta.Get(keyJournalID)
+		if len(id) != 8 {
+			id = make([]byte, 8)
+			if _, err := rand.Read(id); err != nil {
+				return err
+			}
+			if err := meta.Put(keyJournalID, id); err != nil {
+				return err
+			}
+		}
+		s.journalID = crc32.Checksum(id, crcTable)
 		return nil
 	})
 }
@@ -438,7 +439,7 @@ func (s *Store) Close() error {
 	}
 	s.idle.Stop()
 	var err error
-	if s.j.next-1 > s.marked {
+	if s.pendingLocked() {
 		err = s.updateLocked(nil)
 	}
 	err = errors.Join(err, s.j.f.Close())
