@@ -13,10 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,7 +78,7 @@ func Defaults() Config {
 		RestartBudget:  time.Minute,
 		RequestTimeout: 15 * time.Second,
 		ConnWindow:     time.Second,
-		ConnWindows:    3,
+		ConnWindows:    5,
 		ConnWarmup:     time.Second,
 		Samples:        200,
 		SampleBudget:   10 * time.Second,
@@ -133,8 +133,13 @@ const (
 	MDelOneP99  = "delete_one_p99_ms"
 	MOneSamples = "one_samples" // map+delete pairs behind the four above
 	// MConnRate is new inbound TCP connections/s, the median of the
-	// windows of one run; N = 0: one pinhole only.
+	// windows of one run; N = 0: one pinhole only, before the fill.
+	// MConnTwin is the same in the twin lab (one pinhole), in windows
+	// taken in turn with MConnRate's; MConnRatio is MConnRate over
+	// MConnTwin in percent, per run.
 	MConnRate  = "conn_rate"
+	MConnTwin  = "conn_twin_rate"
+	MConnRatio = "conn_ratio_pct"
 	MRSS       = "rss_mb"
 	MCPU       = "cpu_s" // CPU time of the fill from 0 to N
 	MRestart   = "restart_s"
@@ -224,12 +229,14 @@ type env struct {
 	d   *daemon
 }
 
-func newEnv(c Config, t Target, bin string, seq int, checkpoint time.Duration) (*env, error) {
-	l, err := lab.New(fmt.Sprintf("%s-%d", c.NamePrefix, seq), c.Hosts)
+// newEnv builds a lab named after c.NamePrefix and name and starts a daemon
+// of target t in it, its files in a work directory named after name.
+func newEnv(c Config, t Target, bin string, name string, checkpoint time.Duration) (*env, error) {
+	l, err := lab.New(fmt.Sprintf("%s-%s", c.NamePrefix, name), c.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("building lab: %w", err)
 	}
-	dir := filepath.Join(c.WorkDir, fmt.Sprintf("%d-%s", seq, t))
+	dir := filepath.Join(c.WorkDir, fmt.Sprintf("%s-%s", name, t))
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		l.Close()
@@ -303,7 +310,7 @@ const (
 // fillPass runs one protocol's fill up through every size on a fresh daemon;
 // the NAT-PMP pass also measures connections, memory, CPU and restarts.
 func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string, p Proto, run, seq int) error {
-	e, err := newEnv(c, t, bin, seq, 300*time.Second)
+	e, err := newEnv(c, t, bin, strconv.Itoa(seq), 300*time.Second)
 	if err != nil {
 		return err
 	}
@@ -317,18 +324,6 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		res.add(Measurement{Target: t, Proto: p, N: n, Run: run, Metric: metric, Value: v, Note: note})
 	}
 	general := p == NATPMP // connections, memory, restart: once per run
-	var ln net.Listener
-	if general {
-		if err := lab.In(e.lab.LAN[0], func() error {
-			var err error
-			ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
-			return err
-		}); err != nil {
-			return fmt.Errorf("connection server: %w", err)
-		}
-		defer ln.Close()
-		go acceptAndClose(ln)
-	}
 	connOp := Op{Host: 0, Port: connPort, Lifetime: fillLifetime}
 	all := []Op{connOp}
 	ext := map[Op]uint16{}
@@ -337,15 +332,13 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		return fmt.Errorf("mapping the connection port: %w", err)
 	}
 	ext[connOp] = cext
+	var cf *connFixture
 	if general {
-		// A fresh lab's first connections are slower (cold caches):
-		// warm up before the baseline and discard it.
-		if c.ConnWarmup > 0 {
-			if _, err := connRate(e.lab, cext, c.ConnWarmup); err != nil {
-				return fmt.Errorf("connection warm-up: %w", err)
-			}
+		if cf, err = newConnFixture(ctx, c, t, bin, seq, e, cext); err != nil {
+			return err
 		}
-		if err := connFigure(c, res, e.lab, t, cext, 0, run); err != nil {
+		defer cf.close()
+		if err := cf.figure(c, res, t, 0, run); err != nil {
 			return err
 		}
 	}
@@ -417,7 +410,7 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		if !general {
 			continue
 		}
-		if err := connFigure(c, res, e.lab, t, cext, n, run); err != nil {
+		if err := cf.figure(c, res, t, n, run); err != nil {
 			return err
 		}
 		st, err := e.d.stats()
@@ -533,7 +526,7 @@ const (
 // writePass measures the bytes a daemon writes while writeLeases leases
 // renew, and extrapolates them to an hour of the unscaled workload.
 func writePass(ctx context.Context, c Config, res *Results, t Target, bin string, run, seq int) error {
-	e, err := newEnv(c, t, bin, seq, writeCheckpoint)
+	e, err := newEnv(c, t, bin, strconv.Itoa(seq), writeCheckpoint)
 	if err != nil {
 		return err
 	}

@@ -194,7 +194,8 @@ func TestReportRows(t *testing.T) {
 		"| N=1000 one more map+delete: samples | 200 |",
 		"| N=1000 fill latency p99 ms | 40.0 |",
 		"no new pair starts after 10s (but at least 5 pairs",
-		"median of 3 window(s) of 1s",
+		"median of 5 window(s) of 1s",
+		"| N=10000 pinholes: ratio to the twin lab % |",
 		"discarded warm-up window of 1s",
 		"%!", // must not appear: checked below
 	} {
@@ -206,6 +207,32 @@ func TestReportRows(t *testing.T) {
 		}
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestConnGoal checks that the inbound-connection goal is decided by the
+// median of the per-run ratios to the twin lab, not by the rates alone.
+func TestConnGoal(t *testing.T) {
+	for _, tc := range []struct {
+		ratios []float64
+		pass   bool
+	}{
+		{[]float64{95, 85, 92}, true},
+		{[]float64{85, 88, 95}, false},
+		{[]float64{90}, true},
+	} {
+		r := reportResults(map[int]float64{100: 100})
+		for i, v := range tc.ratios {
+			// Rates far apart across runs: only the ratio counts.
+			r.add(Measurement{Target: DpfdNftables, N: 10000, Run: i + 1, Metric: MConnRate, Value: 1000 * float64(i+1)})
+			r.add(Measurement{Target: DpfdNftables, N: 0, Run: i + 1, Metric: MConnRate, Value: 50000})
+			r.add(Measurement{Target: DpfdNftables, N: 10000, Run: i + 1, Metric: MConnRatio, Value: v})
+		}
+		g := goalByPrefix(t, r, "inbound connections")
+		fig, pass, ok := g.check(r, DpfdNftables)
+		if !ok || pass != tc.pass {
+			t.Errorf("ratios %v: %q pass %v ok %v, want pass %v", tc.ratios, fig, pass, ok, tc.pass)
 		}
 	}
 }

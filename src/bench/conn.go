@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -89,21 +90,168 @@ func connRate(l *lab.Lab, port uint16, d time.Duration) (float64, error) {
 	return float64(ok) / took.Seconds(), nil
 }
 
-// connFigure records the inbound connection rate through port with n
-// mappings installed: the median of c.ConnWindows windows of c.ConnWindow
-// each (at least one), so that one noisy window does not decide it.
-func connFigure(c Config, res *Results, l *lab.Lab, t Target, port uint16, n, run int) error {
+// Bounds of the wait for a quiet router before a connection window.
+const (
+	quietStep  = 250 * time.Millisecond
+	quietCPU   = 0.01 // seconds of daemon CPU in one step: one clock tick
+	quietLimit = 5 * time.Second
+)
+
+// prepareWindow puts the router into the same state before every
+// connection window, so that windows differ only in what the daemon holds:
+// it waits (bounded) until the daemon has no work left from the step before
+// (a fill's database checkpoint, a restart's rules) and then empties the
+// router's conntrack table, which the previous windows' closed connections
+// would otherwise fill to tens of thousands of entries. It returns how many
+// conntrack entries it removed.
+func prepareWindow(e *env) (int, error) {
+	prev, err := e.d.stats()
+	deadline := time.Now().Add(quietLimit)
+	for err == nil && time.Now().Before(deadline) {
+		time.Sleep(quietStep)
+		var cur procStats
+		cur, err = e.d.stats()
+		if err == nil && cur.CPU-prev.CPU <= quietCPU {
+			break
+		}
+		prev = cur
+	}
+	if err != nil {
+		return 0, fmt.Errorf("waiting for a quiet daemon: %w", err)
+	}
+	n, err := lab.ConntrackCount(e.lab.Router)
+	if err != nil {
+		return 0, err
+	}
+	return n, lab.FlushConntrack(e.lab.Router)
+}
+
+// connFixture measures inbound connections in the lab under test and, in
+// turn with it, in a twin lab: the same target with only the connection
+// port mapped. The machine's speed drifts by a fifth within a minute (other
+// guests, the host's caches), so a baseline taken minutes earlier, before
+// the fill, cannot tell the cost of N pinholes from that drift; windows
+// taken in turn in both labs see the same drift.
+type connFixture struct {
+	main, twin         *env
+	mainPort, twinPort uint16 // external ports of the connection mapping
+	lns                []net.Listener
+}
+
+// newConnFixture starts the connection servers in both labs, builds the
+// twin lab and maps the connection port in it. main's connection port is
+// already mapped to mainPort.
+func newConnFixture(ctx context.Context, c Config, t Target, bin string, seq int, main *env, mainPort uint16) (*connFixture, error) {
+	f := &connFixture{main: main, mainPort: mainPort}
+	if err := f.serve(main); err != nil {
+		return nil, err
+	}
+	tw, err := newEnv(c, t, bin, fmt.Sprintf("%dt", seq), 300*time.Second)
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("twin lab: %w", err)
+	}
+	f.twin = tw
+	if err := f.serve(tw); err != nil {
+		f.close()
+		return nil, err
+	}
+	gen, err := NewGenerator(tw.lab, 1, 1, NATPMP, c.RequestTimeout)
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("twin lab: %w", err)
+	}
+	defer gen.Close()
+	_, f.twinPort, err = gen.Do(ctx, 0, Op{Host: 0, Port: connPort, Lifetime: fillLifetime})
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("twin lab: mapping the connection port: %w", err)
+	}
+	// A fresh lab's first connections are slower (cold caches): warm
+	// both up and discard it.
+	if c.ConnWarmup > 0 {
+		for _, s := range []struct {
+			e    *env
+			port uint16
+		}{{main, mainPort}, {tw, f.twinPort}} {
+			if _, err := prepareWindow(s.e); err != nil {
+				f.close()
+				return nil, err
+			}
+			if _, err := connRate(s.e.lab, s.port, c.ConnWarmup); err != nil {
+				f.close()
+				return nil, fmt.Errorf("connection warm-up: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// serve starts a server on LAN host 0 of e's lab that accepts connections
+// to connPort and closes them.
+func (f *connFixture) serve(e *env) error {
+	var ln net.Listener
+	if err := lab.In(e.lab.LAN[0], func() error {
+		var err error
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
+		return err
+	}); err != nil {
+		return fmt.Errorf("connection server: %w", err)
+	}
+	f.lns = append(f.lns, ln)
+	go acceptAndClose(ln)
+	return nil
+}
+
+// close stops the servers and the twin lab (not the lab under test).
+func (f *connFixture) close() {
+	for _, ln := range f.lns {
+		ln.Close()
+	}
+	if f.twin != nil {
+		f.twin.close()
+	}
+}
+
+// figure records the inbound connection rate in the lab under test with n
+// mappings installed and in the twin lab: c.ConnWindows windows of
+// c.ConnWindow in each (at least one), taken in turn, which lab goes first
+// alternating. Each figure is the median of its windows, so one noisy
+// window does not decide it, and each window starts from a quiet daemon and
+// an empty conntrack table.
+func (f *connFixture) figure(c Config, res *Results, t Target, n, run int) error {
 	windows := max(1, c.ConnWindows)
-	rates := make([]float64, 0, windows)
-	for range windows {
-		rate, err := connRate(l, port, c.ConnWindow)
+	var rates, twin []float64
+	measure := func(e *env, port uint16, into *[]float64) error {
+		if _, err := prepareWindow(e); err != nil {
+			return err
+		}
+		rate, err := connRate(e.lab, port, c.ConnWindow)
 		if err != nil {
 			return err
 		}
-		rates = append(rates, rate)
+		*into = append(*into, rate)
+		return nil
 	}
-	med := spreadOf(rates).Median
+	for w := range windows {
+		first, second := func() error { return measure(f.main, f.mainPort, &rates) },
+			func() error { return measure(f.twin, f.twinPort, &twin) }
+		if w%2 == 1 {
+			first, second = second, first
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return fmt.Errorf("twin lab: %w", err)
+		}
+	}
+	med, twMed := spreadOf(rates).Median, spreadOf(twin).Median
 	res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnRate, Value: med})
-	c.Logf("  N=%d inbound connections/s: median %.0f of windows %.0f", n, med, rates)
+	res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnTwin, Value: twMed})
+	if twMed > 0 {
+		res.add(Measurement{Target: t, N: n, Run: run, Metric: MConnRatio, Value: 100 * med / twMed})
+	}
+	c.Logf("  N=%d inbound connections/s: median %.0f of windows %.0f; twin lab (one pinhole) %.0f of %.0f", n, med, rates, twMed, twin)
 	return nil
 }

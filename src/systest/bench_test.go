@@ -56,7 +56,7 @@ func TestBenchShort(t *testing.T) {
 		for _, f := range []struct {
 			n      int
 			metric string
-		}{{0, bench.MConnRate}, {n, bench.MConnRate}, {n, bench.MRSS}, {n, bench.MCPU}, {n, bench.MRestart}} {
+		}{{0, bench.MConnRate}, {n, bench.MConnRate}, {0, bench.MConnTwin}, {n, bench.MConnTwin}, {n, bench.MConnRatio}, {n, bench.MRSS}, {n, bench.MCPU}, {n, bench.MRestart}} {
 			// CPU time is counted in 10 ms ticks and may round to 0.
 			if s, ok := res.Figure(tg, "", f.n, f.metric); !ok || (s.Median <= 0 && f.metric != bench.MCPU) {
 				t.Errorf("%s N=%d: %s missing or zero (%+v)", tg, f.n, f.metric, s)
