@@ -80,7 +80,7 @@ func Defaults() Config {
 		ConnWindow:     time.Second,
 		ConnWindows:    5,
 		ConnWarmup:     time.Second,
-		Samples:        200,
+		Samples:        1000,
 		SampleBudget:   10 * time.Second,
 		WriteDuration:  60 * time.Second,
 		WriteLeases:    writeLeases,
