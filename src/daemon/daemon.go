@@ -93,6 +93,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if err := st.JournalProblem(); err != nil {
 		log.Warn("lease database", "db", cfg.DB, "err", err)
 	}
+	st.SetErrorHandler(func(err error) { log.Warn("lease database", "db", cfg.DB, "err", err) })
 	d.store = st
 
 	d.lan = lanPrefixes(cfg.LANInterfaces)

@@ -293,6 +293,44 @@ func TestJournalCheckpointWhenIdle(t *testing.T) {
 	t.Fatalf("lease not in the database file %v after the last record", 10*journalIdle)
 }
 
+// TestJournalIdleCheckpointFailureReported checks that a failed idle
+// checkpoint reaches the error handler, and that the records it could not
+// move are still moved by the next checkpoint.
+func TestJournalIdleCheckpointFailureReported(t *testing.T) {
+	s, path := openTemp(t)
+	errs := make(chan error, 16)
+	s.SetErrorHandler(func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+	boom := errors.New("disk on fire")
+	s.jmu.Lock()
+	s.failCommit = boom
+	s.jmu.Unlock()
+	if err := s.Put(sample(9001)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, boom) {
+			t.Fatalf("handler got %v, want %v", err, boom)
+		}
+	case <-time.After(10 * journalIdle):
+		t.Fatalf("no error reported %v after the last record", 10*journalIdle)
+	}
+	s.jmu.Lock()
+	s.failCommit = nil
+	s.jmu.Unlock()
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if !rawLeases(t, crashCopy(t, path))[9001] {
+		t.Fatal("lease not in the database after the failed idle checkpoint and a good one")
+	}
+}
+
 // FuzzJournalScan reads arbitrary bytes as a journal: it must not panic,
 // and every record it accepts must encode back to the same bytes.
 func FuzzJournalScan(f *testing.F) {

@@ -108,6 +108,9 @@ type Store struct {
 	journalErr error
 	// failCommit, when set (by tests), makes write transactions fail.
 	failCommit error
+	// onError receives the errors of work no caller waits for (the idle
+	// checkpoint); see SetErrorHandler.
+	onError atomic.Pointer[func(error)]
 }
 
 // journalIdle is how long after the last record the journal is written
@@ -285,8 +288,29 @@ func (s *Store) checkpoint() error {
 	return s.updateLocked(nil)
 }
 
-// idleCheckpoint is the idle timer's function.
-func (s *Store) idleCheckpoint() { _ = s.checkpoint() }
+// idleCheckpoint is the idle timer's function. A failure loses nothing
+// (the records stay in the journal, and the next write or read tries the
+// checkpoint again) but is reported: it is usually a disk that is full or
+// failing.
+func (s *Store) idleCheckpoint() {
+	if err := s.checkpoint(); err != nil {
+		if f := s.onError.Load(); f != nil {
+			(*f)(fmt.Errorf("moving the lease journal into the database: %w", err))
+		}
+	}
+}
+
+// SetErrorHandler makes f receive the errors of the store's background
+// work, which no caller sees otherwise: the checkpoint it makes 1 s after
+// the last change. f runs on the store's timer goroutine, with no lock of
+// the store held, and must not block for long. nil removes it.
+func (s *Store) SetErrorHandler(f func(error)) {
+	if f == nil {
+		s.onError.Store(nil)
+		return
+	}
+	s.onError.Store(&f)
+}
 
 // nextVersion returns the next version of key k. Callers hold stagedMu.
 func (s *Store) nextVersion(k string) uint64 {
