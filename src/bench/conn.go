@@ -102,9 +102,8 @@ const (
 // it waits (bounded) until the daemon has no work left from the step before
 // (a fill's database checkpoint, a restart's rules) and then empties the
 // router's conntrack table, which the previous windows' closed connections
-// would otherwise fill to tens of thousands of entries. It returns how many
-// conntrack entries it removed.
-func prepareWindow(e *env) (int, error) {
+// would otherwise fill to tens of thousands of entries.
+func prepareWindow(e *env) error {
 	prev, err := e.d.stats()
 	deadline := time.Now().Add(quietLimit)
 	for err == nil && time.Now().Before(deadline) {
@@ -117,13 +116,9 @@ func prepareWindow(e *env) (int, error) {
 		prev = cur
 	}
 	if err != nil {
-		return 0, fmt.Errorf("waiting for a quiet daemon: %w", err)
+		return fmt.Errorf("waiting for a quiet daemon: %w", err)
 	}
-	n, err := lab.ConntrackCount(e.lab.Router)
-	if err != nil {
-		return 0, err
-	}
-	return n, lab.FlushConntrack(e.lab.Router)
+	return lab.FlushConntrack(e.lab.Router)
 }
 
 // connFixture measures inbound connections in the lab under test and, in
@@ -174,7 +169,7 @@ func newConnFixture(ctx context.Context, c Config, t Target, bin string, seq int
 			e    *env
 			port uint16
 		}{{main, mainPort}, {tw, f.twinPort}} {
-			if _, err := prepareWindow(s.e); err != nil {
+			if err := prepareWindow(s.e); err != nil {
 				f.close()
 				return nil, err
 			}
@@ -222,28 +217,34 @@ func (f *connFixture) close() {
 func (f *connFixture) figure(c Config, res *Results, t Target, n, run int) error {
 	windows := max(1, c.ConnWindows)
 	var rates, twin []float64
-	measure := func(e *env, port uint16, into *[]float64) error {
-		if _, err := prepareWindow(e); err != nil {
-			return err
+	measure := func(twinLab bool) error {
+		e, port, into := f.main, f.mainPort, &rates
+		if twinLab {
+			e, port, into = f.twin, f.twinPort, &twin
 		}
-		rate, err := connRate(e.lab, port, c.ConnWindow)
+		err := prepareWindow(e)
+		var rate float64
+		if err == nil {
+			rate, err = connRate(e.lab, port, c.ConnWindow)
+		}
 		if err != nil {
+			if twinLab {
+				return fmt.Errorf("twin lab: %w", err)
+			}
 			return err
 		}
 		*into = append(*into, rate)
 		return nil
 	}
 	for w := range windows {
-		first, second := func() error { return measure(f.main, f.mainPort, &rates) },
-			func() error { return measure(f.twin, f.twinPort, &twin) }
-		if w%2 == 1 {
-			first, second = second, first
-		}
-		if err := first(); err != nil {
+		// Which lab goes first alternates, so neither always follows
+		// the other.
+		twinFirst := w%2 == 1
+		if err := measure(twinFirst); err != nil {
 			return err
 		}
-		if err := second(); err != nil {
-			return fmt.Errorf("twin lab: %w", err)
+		if err := measure(!twinFirst); err != nil {
+			return err
 		}
 	}
 	med, twMed := spreadOf(rates).Median, spreadOf(twin).Median
