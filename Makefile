@@ -153,6 +153,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTag$$' -fuzztime=$(FUZZTIME) ./src/firewall
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRoute$$' -fuzztime=$(FUZZTIME) ./client
 	$(GO) test -run='^$$' -fuzz='^FuzzParseStat$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCPULine$$' -fuzztime=$(FUZZTIME) ./src/bench
 	$(GO) test -run='^$$' -fuzz='^FuzzParseControl$$' -fuzztime=$(FUZZTIME) ./openwrt/internal/ipk
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNFNL$$' -fuzztime=$(FUZZTIME) ./src/firewall
 	$(GO) test -run='^$$' -fuzz='^FuzzParseMessages$$' -fuzztime=$(FUZZTIME) ./src/internal/ifaddr

@@ -310,6 +310,11 @@ const (
 // fillPass runs one protocol's fill up through every size on a fresh daemon;
 // the NAT-PMP pass also measures connections, memory, CPU and restarts.
 func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string, p Proto, run, seq int) error {
+	if waited, err := waitQuietMachine(); err != nil {
+		return err
+	} else if waited >= machineQuietLimit {
+		c.Logf("  the machine was still busy after %v; going on", waited)
+	}
 	e, err := newEnv(c, t, bin, strconv.Itoa(seq), 300*time.Second)
 	if err != nil {
 		return err
