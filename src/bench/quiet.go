@@ -66,17 +66,21 @@ func parseCPULine(line string) (busy, total uint64, err error) {
 // figures of the next pass.
 func waitQuietMachine() (time.Duration, error) {
 	start := time.Now()
-	b0, t0, err := cpuTimes()
+	b0, _, err := cpuTimes()
+	at := time.Now()
 	for err == nil && time.Since(start) < machineQuietLimit {
 		time.Sleep(quietStep)
-		var b1, t1 uint64
-		if b1, t1, err = cpuTimes(); err != nil {
+		var b1 uint64
+		if b1, _, err = cpuTimes(); err != nil {
 			break
 		}
-		if t1 > t0 && float64(b1-b0)/(quietStep.Seconds()*clockTicks) < machineQuietBusy {
+		// CPUs busy on average over the step as it really lasted (a
+		// sleep may overrun on a busy machine).
+		now := time.Now()
+		if float64(b1-b0)/(now.Sub(at).Seconds()*clockTicks) < machineQuietBusy {
 			return time.Since(start), nil
 		}
-		b0, t0 = b1, t1
+		b0, at = b1, now
 	}
 	return time.Since(start), err
 }
