@@ -28,7 +28,7 @@ ARTIFACTS ?= test-artifacts
 # chromium renders the LuCI page (driven by playwright-core from npm, see
 # luci/test; Node.js and npm come from Debian when the machine has none).
 DEB_PACKAGES := nftables iptables natpmpc iproute2 miniupnpd-nftables coturn gcc libc6-dev socat python3 \
-	qemu-user-static dbus-daemon dbus-bin chromium
+	qemu-user-static dbus-daemon dbus-bin chromium e2fsprogs
 
 # OpenWrt: the architectures (mips_24kc, mipsel_24kc, arm_cortex-a7,
 # aarch64_cortex-a53, x86_64) and their GOARCH settings are listed once, in
@@ -154,6 +154,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRoute$$' -fuzztime=$(FUZZTIME) ./client
 	$(GO) test -run='^$$' -fuzz='^FuzzParseStat$$' -fuzztime=$(FUZZTIME) ./client/internal/agent
 	$(GO) test -run='^$$' -fuzz='^FuzzParseCPULine$$' -fuzztime=$(FUZZTIME) ./src/bench
+	$(GO) test -run='^$$' -fuzz='^FuzzParseBlockStat$$' -fuzztime=$(FUZZTIME) ./src/bench
 	$(GO) test -run='^$$' -fuzz='^FuzzParseControl$$' -fuzztime=$(FUZZTIME) ./openwrt/internal/ipk
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNFNL$$' -fuzztime=$(FUZZTIME) ./src/firewall
 	$(GO) test -run='^$$' -fuzz='^FuzzParseMessages$$' -fuzztime=$(FUZZTIME) ./src/internal/ifaddr

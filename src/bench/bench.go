@@ -64,6 +64,10 @@ type Config struct {
 	NamePrefix  string // namespace name prefix (unique per process)
 
 	Logf func(format string, args ...any)
+
+	// dbDir, when set, holds the daemons' lease databases instead of
+	// their work directories (the write pass's own file system).
+	dbDir string
 }
 
 // Defaults returns the configuration of a full `make bench`.
@@ -144,9 +148,12 @@ const (
 	MCPU       = "cpu_s" // CPU time of the fill from 0 to N
 	MRestart   = "restart_s"
 	MRestored  = "restart_restored" // rules back at the end of the restart wait
-	MWritePerH = "write_bytes_per_hour"
-	MWCharPerH = "wchar_per_hour"
-	MBinary    = "binary_bytes"
+	// MDevicePerH is what reached the block device of the lease
+	// database's own file system in the write pass (loopfs.go), per hour.
+	MDevicePerH = "device_bytes_per_hour"
+	MWritePerH  = "write_bytes_per_hour"
+	MWCharPerH  = "wchar_per_hour"
+	MBinary     = "binary_bytes"
 )
 
 // Results is everything a Run measured.
@@ -242,7 +249,11 @@ func newEnv(c Config, t Target, bin string, name string, checkpoint time.Duratio
 		l.Close()
 		return nil, err
 	}
-	e := &env{lab: l, d: &daemon{target: t, bin: bin, lab: l, dir: dir, checkpoint: checkpoint}}
+	dbDir := dir
+	if c.dbDir != "" {
+		dbDir = c.dbDir
+	}
+	e := &env{lab: l, d: &daemon{target: t, bin: bin, lab: l, dir: dir, dbDir: dbDir, checkpoint: checkpoint}}
 	if !t.IsDpfd() {
 		if err := startSTUN(l, dir); err != nil {
 			e.close()
@@ -531,6 +542,20 @@ const (
 // writePass measures the bytes a daemon writes while writeLeases leases
 // renew, and extrapolates them to an hour of the unscaled workload.
 func writePass(ctx context.Context, c Config, res *Results, t Target, bin string, run, seq int) error {
+	// The database on a file system of its own (loopfs.go); without one
+	// (no loop device) the pass still gives write_bytes and wchar.
+	lfs, err := newLoopFS(c.WorkDir)
+	if err != nil {
+		c.Logf("  no file system of its own for the lease database, so no device count: %v", err)
+		lfs = nil
+	} else {
+		defer func() {
+			if err := lfs.close(); err != nil {
+				c.Logf("  %v", err)
+			}
+		}()
+		c.dbDir = lfs.dir
+	}
 	e, err := newEnv(c, t, bin, strconv.Itoa(seq), writeCheckpoint)
 	if err != nil {
 		return err
@@ -556,6 +581,12 @@ func writePass(ctx context.Context, c Config, res *Results, t Target, bin string
 		return fmt.Errorf("no lease made: %v", r.FirstErr)
 	}
 	time.Sleep(writeSettle)
+	var devBefore uint64
+	if lfs != nil {
+		if devBefore, err = lfs.written(); err != nil {
+			return err
+		}
+	}
 	before, err := e.d.stats()
 	if err != nil {
 		return err
@@ -577,11 +608,17 @@ func writePass(ctx context.Context, c Config, res *Results, t Target, bin string
 		cancel()
 		rounds++
 	}
-	span := time.Since(start)
 	after, err := e.d.stats()
 	if err != nil {
 		return err
 	}
+	var devAfter uint64
+	if lfs != nil {
+		if devAfter, err = lfs.written(); err != nil {
+			return err
+		}
+	}
+	span := time.Since(start)
 	perHour := func(b uint64) float64 {
 		return float64(b) / span.Seconds() * 3600 / writeScale * writeLeases / float64(leases)
 	}
@@ -597,7 +634,10 @@ func writePass(ctx context.Context, c Config, res *Results, t Target, bin string
 	}
 	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWritePerH, Value: perHour(after.WriteBytes - before.WriteBytes), Note: note})
 	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWCharPerH, Value: perHour(after.WChar - before.WChar), Note: note})
-	c.Logf("  %s; write_bytes %d, wchar %d", note, after.WriteBytes-before.WriteBytes, after.WChar-before.WChar)
+	if lfs != nil {
+		res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MDevicePerH, Value: perHour(devAfter - devBefore), Note: note})
+	}
+	c.Logf("  %s; device %d, write_bytes %d, wchar %d", note, devAfter-devBefore, after.WriteBytes-before.WriteBytes, after.WChar-before.WChar)
 	return nil
 }
 

@@ -243,13 +243,22 @@ func (r *Results) goals() []goal {
 		abs("RSS ≤ 16 MB with 10,000 leases", "", 10000, MRSS, 16, "MB", true),
 		abs("all 10,000 rules back ≤ 1 s after a restart", "", 10000, MRestart, 1, "s", true),
 		{"≤ 1 MB written per hour (1,000 leases renewing every 60 s)", func(r *Results, t Target) (string, bool, bool) {
-			a, ok := r.Figure(t, "", writeLeases, MWritePerH)
-			if !ok || r.Config.WriteDuration < writeCheckpoint {
+			if r.Config.WriteDuration < writeCheckpoint {
 				// Shorter than one checkpoint interval, the run
 				// cannot show dpfd's deferred writes.
 				return "", false, false
 			}
-			return fmt.Sprintf("%.0f kB/h", a.Median/1000), a.Median <= 1e6, true
+			// Judged on what reached the device; write_bytes only
+			// when there was no device of its own (loopfs.go).
+			what := "on the device"
+			a, ok := r.Figure(t, "", writeLeases, MDevicePerH)
+			if !ok {
+				what = "write_bytes"
+				if a, ok = r.Figure(t, "", writeLeases, MWritePerH); !ok {
+					return "", false, false
+				}
+			}
+			return fmt.Sprintf("%.0f kB/h %s (runs %.0f–%.0f)", a.Median/1000, what, a.Min/1000, a.Max/1000), a.Median <= 1e6, true
 		}},
 	}
 }
@@ -458,7 +467,8 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	r.table(w, c.Targets, rows)
 	fmt.Fprintf(w, "## Lease writes (1,000 leases renewing every 60 s)\n\n")
 	r.table(w, c.Targets, []rowSpec{
-		{"bytes/hour written to storage (write_bytes)", "", writeLeases, MWritePerH},
+		{"bytes/hour reaching the device (the database's own file system)", "", writeLeases, MDevicePerH},
+		{"bytes/hour in write_bytes (counts whole page-cache folios)", "", writeLeases, MWritePerH},
 		{"bytes/hour passed to write() (wchar)", "", writeLeases, MWCharPerH},
 	})
 	fmt.Fprintf(w, "## dpfd binary size per OpenWrt target\n\n| target | bytes | MiB | built |\n|---|---|---|---|\n")
@@ -508,7 +518,7 @@ const method = `- Every run of every target gets a fresh lab (network namespaces
 - Inbound connections: 4 clients on the internet host open TCP connections to the router's WAN address on a mapped port (a LAN server accepts and closes them; the clients close with a reset so TIME_WAIT does not limit them). Each figure of a run is the median of %[7]d window(s) of %[8]v (completed connections over the window's time). Before every window the harness waits (at most 5 s) until the daemon has used no more than one clock tick of CPU in 250 ms, so that work left from the step before (a database checkpoint, a restart) is not measured, and then empties the router's conntrack table (a ctnetlink flush, as conntrack -F), so that the closed connections of earlier windows (tens of thousands of entries) do not slow the later ones. "one pinhole" is measured before the fill, after a discarded warm-up window of %[9]v (a fresh lab's first connections are slower); "N pinholes" after the fill step to N. The machine's speed drifts by up to a fifth within a minute, more than the cost being measured, so the baseline of each figure is a twin lab: a second lab with the same daemon, started with the first, in which only the connection port is mapped. Its windows are taken in turn with the first lab's (which lab goes first alternates), and "ratio to the twin lab" is a run's median rate over the twin's median rate in the same minutes; the goal compares the median of these ratios at N = 10,000. At "one pinhole" both labs hold one mapping, so that ratio shows how alike the two labs are.
 - RSS: VmRSS of /proc/PID/status at N. CPU: utime+stime of /proc/PID/stat spent during the fill steps up to N.
 - Restart: dpfd is stopped with SIGTERM, miniupnpd with SIGKILL (on SIGTERM it deletes its mappings and its lease file); then the daemon's rules are removed as a reboot would (dpfd cleanup; flushing miniupnpd's chains), the daemon is started again and the ruleset (nft list ruleset, iptables-save) is polled until every mapped external port is back; the time counts from the daemon's start. miniupnpd restores from its lease_file option (it does not persist mappings otherwise).
-- Lease writes: 1,000 NAT-PMP leases renewing every 60 s with lifetime 120 s (dpfd: checkpoint_interval 300 s) run with every time constant divided by 10; write_bytes of /proc/PID/io, from 2 s after the leases were made (so that making them is not counted: dpfd moves its journal into the database 1 s after the last change) to the end of the run, is scaled to an hour of the unscaled workload (bytes × 3600 / (10 × run seconds)). The work directory is on a disk file system, so write_bytes counts real writeback. /proc/PID/io includes the children a daemon ran and reaped (dpfd's iptables backend runs iptables tools). dpfd logs warnings only; miniupnpd logs to the harness's syslog socket (see below), not to disk.
+- Lease writes: 1,000 NAT-PMP leases renewing every 60 s with lifetime 120 s (dpfd: checkpoint_interval 300 s) run with every time constant divided by 10. The daemon's lease database (dpfd's leases.db and its journal, miniupnpd's lease file) is on a file system of its own: a fresh 64 MiB ext4 (4 KiB blocks, inode tables and journal written when it is made) on a loop device, with nothing else on it. The bytes written to that device (write sectors of /sys/block/loopN/stat, after a syncfs), from 2 s after the leases were made (so that making them is not counted: dpfd moves its journal into the database 1 s after the last change) to the end of the run, are scaled to an hour of the unscaled workload (bytes × 3600 / (10 × run seconds)); they include ext4's own journal and metadata writes. The goal is judged on these. write_bytes and wchar of /proc/PID/io over the same time are shown beside them, but write_bytes is not what reaches the disk on this kernel: with large page-cache folios (ext4 has them since Linux 6.16) a 4 KiB write into a folio made by an earlier larger write counts the whole folio (measured here: 4 KiB writes into a file first written in one 1 MiB piece counted 128 KiB each in write_bytes and 4.3 KiB each on the device), so it moves with where a page lands. /proc/PID/io includes the children a daemon ran and reaped (dpfd's iptables backend runs iptables tools). dpfd logs warnings only; miniupnpd logs to the harness's syslog socket (see below), not to disk.
 - miniupnpd runs in the foreground (-d) in a private mount namespace whose /dev/log is a socket of the harness: without a syslog daemon it writes every log line to /dev/console (about 1 ms a line), which would dominate its figures.
 - Binary sizes: dpfd as built by openwrt/ipkbuild (make openwrt; -openwrt-build builds afresh, else bin/openwrt is read and its build time shown).
 `

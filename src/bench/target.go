@@ -47,7 +47,8 @@ type daemon struct {
 	target Target
 	bin    string // dpfd or miniupnpd binary
 	lab    *lab.Lab
-	dir    string // configuration, database, lease file, logs
+	dir    string // configuration, logs, and the database unless dbDir says otherwise
+	dbDir  string // dpfd's lease database, miniupnpd's lease file
 	// checkpoint is dpfd's checkpoint_interval (shortened for the
 	// scaled write workload).
 	checkpoint time.Duration
@@ -262,9 +263,9 @@ func (d *daemon) setup() error {
 	var conf string
 	if d.target.IsDpfd() {
 		be := strings.TrimPrefix(string(d.target), "dpfd-")
-		conf = fmt.Sprintf(dpfdConf, be, filepath.Join(d.dir, "leases.db"), d.sock(), int(d.checkpoint/time.Second))
+		conf = fmt.Sprintf(dpfdConf, be, filepath.Join(d.dbDir, "leases.db"), d.sock(), int(d.checkpoint/time.Second))
 	} else {
-		conf = fmt.Sprintf(miniupnpdConf, filepath.Join(d.dir, "miniupnpd.leases"))
+		conf = fmt.Sprintf(miniupnpdConf, filepath.Join(d.dbDir, "miniupnpd.leases"))
 	}
 	return os.WriteFile(d.confPath(), []byte(conf), 0o644)
 }
