@@ -236,3 +236,30 @@ func TestConnGoal(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteGoal checks that the lease-write goal is judged on the bytes
+// that reached the device when the pass had a file system of its own,
+// and on write_bytes only when it did not.
+func TestWriteGoal(t *testing.T) {
+	for _, tc := range []struct {
+		device, writeBytes float64 // 0: figure missing
+		pass               bool
+		what               string
+	}{
+		{device: 885e3, writeBytes: 1106e3, pass: true, what: "on the device"},
+		{device: 1200e3, writeBytes: 900e3, pass: false, what: "on the device"},
+		{writeBytes: 900e3, pass: true, what: "write_bytes"},
+		{writeBytes: 1106e3, pass: false, what: "write_bytes"},
+	} {
+		r := reportResults(map[int]float64{100: 100})
+		if tc.device > 0 {
+			r.add(Measurement{Target: DpfdNftables, N: writeLeases, Run: 1, Metric: MDevicePerH, Value: tc.device})
+		}
+		r.add(Measurement{Target: DpfdNftables, N: writeLeases, Run: 1, Metric: MWritePerH, Value: tc.writeBytes})
+		g := goalByPrefix(t, r, "≤ 1 MB written")
+		fig, pass, ok := g.check(r, DpfdNftables)
+		if !ok || pass != tc.pass || !strings.Contains(fig, tc.what) {
+			t.Errorf("device %v, write_bytes %v: %q pass %v ok %v; want pass %v, judged %s", tc.device, tc.writeBytes, fig, pass, ok, tc.pass, tc.what)
+		}
+	}
+}
