@@ -121,7 +121,7 @@ test: deps
 	passed=$$(grep -cE '^ *--- PASS' $(ARTIFACTS)/go-test.log); \
 	failed=$$(grep -cE '^ *--- FAIL' $(ARTIFACTS)/go-test.log); \
 	skipped=$$(grep -cE '^ *--- SKIP' $(ARTIFACTS)/go-test.log); \
-	if [ $$status != 0 ]; then grep -B2 -A30 -E '^ *--- FAIL' $(ARTIFACTS)/go-test.log | head -200; fi; \
+	if [ $$status != 0 ]; then awk -f .ci/failures.awk $(ARTIFACTS)/go-test.log | head -400; fi; \
 	if [ $$require = 1 ] && [ $$skipped != 0 ]; then echo "skipped tests are failures here:"; grep -E '^ *--- SKIP' -A2 $(ARTIFACTS)/go-test.log; status=1; fi; \
 	if [ $$qemu != 0 ]; then echo "the qemu-user tests failed (make qemu-test, $(ARTIFACTS)/qemu-*.log)"; status=1; fi; \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; \

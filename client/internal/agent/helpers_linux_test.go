@@ -352,6 +352,17 @@ func start(t *testing.T, cfg agent.Config, argv ...string) *run {
 	return r
 }
 
+// stop cancels the Run and waits for it to return.
+func (r *run) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(waitTimeout):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
 // result waits for Run to return.
 func (r *run) result(t *testing.T) (int, error) {
 	t.Helper()
