@@ -303,7 +303,7 @@ return view.extend({
 
 		return E('div', { 'class': 'alert-message warning' }, [
 			E('strong', [ _('The DPF daemon (dpfd) does not answer:') ]), ' ', err, E('br'),
-			_('Start it under System > Startup (service dpfd); if it stops again, the system log says why.')
+			_('Start the service dpf under System > Startup (or run /etc/init.d/dpf start); if it stops again, the system log says why.')
 		]);
 	},
 
