@@ -75,25 +75,17 @@ const maxQuotedKeyword = 16
 // key builds one config key section.
 func (b *builder) key(s *Section) (Key, error) {
 	k := Key{Name: s.Name, Line: s.Line}
-	haveSecret := false
 	for i := range s.Options {
 		o := &s.Options[i]
-		var err error
-		switch o.Name {
-		case "name":
-			k.Name, err = b.single(o)
-		case "secret":
-			k.Secret, err = b.secret(o)
-			haveSecret = true
-		case "address":
-			k.Addresses, _, err = b.prefixes(o, false)
-		default:
-			err = b.errf(o.Line, o.Name, "unknown option in config %s section", SectionKey)
+		opt := lookupOption(keyOptions, o.Name)
+		if opt == nil {
+			return Key{}, b.errf(o.Line, o.Name, "unknown option in config %s section", SectionKey)
 		}
-		if err != nil {
+		if err := opt.set(b, &k, o); err != nil {
 			return Key{}, err
 		}
 	}
+	haveSecret := s.Lookup("secret") != nil
 	switch {
 	case k.Name == "":
 		return Key{}, b.errf(s.Line, "name", "a config %s section needs a name: write \"config %s 'NAME'\"", SectionKey, SectionKey)

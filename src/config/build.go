@@ -140,62 +140,17 @@ func validIface(s string) bool {
 }
 
 func (b *builder) main(c *Config, s *Section) error {
-	var haveLAN, haveWAN bool
 	for i := range s.Options {
 		o := &s.Options[i]
-		var err error
-		switch o.Name {
-		case "enabled":
-			c.Enabled, err = b.boolean(o)
-		case "lan_interface":
-			c.LANInterfaces, err = b.lanInterfaces(o)
-			haveLAN = true
-		case "wan_interface":
-			var v string
-			if v, err = b.single(o); err == nil && !validIface(v) {
-				err = b.errf(o.Line, o.Name, "%q is not an interface name", v)
-			}
-			c.WANInterface = v
-			haveWAN = true
-		case "external_address":
-			c.ExternalAddress, err = b.externalAddress(o)
-		case "backend":
-			c.Backend, err = b.oneOf(o, BackendAuto, BackendNftables, BackendIptables)
-		case "db":
-			c.DB, err = b.path(o)
-		case "socket":
-			c.Socket, err = b.path(o)
-		case "min_lifetime":
-			c.MinLifetime, err = b.seconds(o, time.Second, MaxLifetimeLimit)
-		case "max_lifetime":
-			c.MaxLifetime, err = b.seconds(o, time.Second, MaxLifetimeLimit)
-		case "max_per_host":
-			c.MaxPerHost, err = b.integer(o, 1)
-		case "max_leases":
-			c.MaxLeases, err = b.integer(o, 1)
-		case "rate_limit":
-			c.RateLimit, err = b.rate(o)
-		case "rate_burst":
-			c.RateBurst, err = b.integer(o, 1)
-		case "checkpoint_interval":
-			c.CheckpointInterval, err = b.seconds(o, 0, MaxLifetimeLimit)
-		case "log_level":
-			c.LogLevel, err = b.oneOf(o, "debug", "info", "warn", "error")
-		case "dbus":
-			c.DBus, err = b.dbusMode(o)
-		case "dbus_address":
-			c.DBusAddress, err = b.dbusAddress(o)
-		case "auth":
-			c.Auth, err = b.authMode(o)
-		case "reserved_ports":
-			c.ReservedPorts, err = b.reservedPorts(o)
-		default:
-			err = b.errf(o.Line, o.Name, "unknown option in config %s section", SectionMain)
+		opt := lookupOption(mainOptions, o.Name)
+		if opt == nil {
+			return b.errf(o.Line, o.Name, "unknown option in config %s section", SectionMain)
 		}
-		if err != nil {
+		if err := opt.set(b, c, o); err != nil {
 			return err
 		}
 	}
+	haveLAN, haveWAN := s.Lookup("lan_interface") != nil, s.Lookup("wan_interface") != nil
 	if !haveLAN {
 		return b.errf(s.Line, "lan_interface", "required: the LAN interfaces to serve, e.g. list lan_interface 'br-lan'")
 	}
@@ -281,6 +236,14 @@ func (b *builder) lanInterfaces(o *Option) ([]string, error) {
 	return ws, nil
 }
 
+func (b *builder) wanInterface(o *Option) (string, error) {
+	v, err := b.single(o)
+	if err == nil && !validIface(v) {
+		err = b.errf(o.Line, o.Name, "%q is not an interface name", v)
+	}
+	return v, err
+}
+
 func (b *builder) externalAddress(o *Option) (netip.Addr, error) {
 	s, err := b.single(o)
 	if err != nil {
@@ -316,53 +279,47 @@ func (b *builder) rate(o *Option) (float64, error) {
 // int_ports and ext_ports any, proto any, third_party 0. action is required.
 func (b *builder) rule(s *Section) (policy.Rule, error) {
 	r := policy.Rule{IntPorts: policy.AnyPorts, ExtPorts: policy.AnyPorts, Line: s.Line, Name: s.Name}
-	haveAction := false
 	for i := range s.Options {
 		o := &s.Options[i]
-		var err error
-		switch o.Name {
-		case "action":
-			var v string
-			if v, err = b.single(o); err == nil {
-				r.Action, err = policy.ParseAction(v)
-				if err != nil {
-					err = b.errf(o.Line, o.Name, "%q is not allow or deny", v)
-				}
-			}
-			haveAction = true
-		case "int_addr":
-			r.IntAddrs, r.UseLAN, err = b.prefixes(o, true)
-		case "client":
-			r.Clients, _, err = b.prefixes(o, false)
-		case "int_ports":
-			r.IntPorts, err = b.ports(o)
-		case "ext_ports":
-			r.ExtPorts, err = b.ports(o)
-		case "proto":
-			var v string
-			if v, err = b.single(o); err == nil {
-				r.Proto, err = policy.ParseProto(v)
-				if err != nil {
-					err = b.errf(o.Line, o.Name, "%q is not tcp, udp or any", v)
-				}
-			}
-		case "third_party":
-			r.ThirdParty, err = b.boolean(o)
-		case "auth":
-			r.AuthAny, r.AuthKeys, err = b.ruleAuth(o)
-		case "name":
-			r.Name, err = b.single(o)
-		default:
-			err = b.errf(o.Line, o.Name, "unknown option in config %s section", SectionRule)
+		opt := lookupOption(ruleOptions, o.Name)
+		if opt == nil {
+			return policy.Rule{}, b.errf(o.Line, o.Name, "unknown option in config %s section", SectionRule)
 		}
-		if err != nil {
+		if err := opt.set(b, &r, o); err != nil {
 			return policy.Rule{}, err
 		}
 	}
+	haveAction := s.Lookup("action") != nil
 	if !haveAction {
 		return policy.Rule{}, b.errf(s.Line, "action", "required in every config %s section: allow or deny", SectionRule)
 	}
 	return r, nil
+}
+
+// action reads a rule's option action.
+func (b *builder) action(o *Option) (policy.Action, error) {
+	v, err := b.single(o)
+	if err != nil {
+		return 0, err
+	}
+	a, err := policy.ParseAction(v)
+	if err != nil {
+		return 0, b.errf(o.Line, o.Name, "%q is not allow or deny", v)
+	}
+	return a, nil
+}
+
+// proto reads a rule's option proto.
+func (b *builder) proto(o *Option) (policy.Proto, error) {
+	v, err := b.single(o)
+	if err != nil {
+		return 0, err
+	}
+	p, err := policy.ParseProto(v)
+	if err != nil {
+		return 0, b.errf(o.Line, o.Name, "%q is not tcp, udp or any", v)
+	}
+	return p, nil
 }
 
 func (b *builder) ports(o *Option) (policy.PortRange, error) {
