@@ -9,10 +9,9 @@ import (
 // limiter is a token bucket per source address. Buckets of quiet hosts are
 // forgotten so the map stays small.
 type limiter struct {
-	rate  float64 // tokens per second
-	burst float64
-
 	mu      sync.Mutex
+	rate    float64 // tokens per second; guarded by mu
+	burst   float64 // guarded by mu
 	buckets map[netip.Addr]*bucket
 	swept   time.Time
 }
@@ -32,6 +31,31 @@ const maxBuckets = 65536
 
 func newLimiter(rate float64, burst int) *limiter {
 	return &limiter{rate: rate, burst: float64(burst), buckets: map[netip.Addr]*bucket{}}
+}
+
+// set replaces the rate and the bucket size. Hosts keep their buckets,
+// holding no more than the new size.
+func (l *limiter) set(rate float64, burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate, l.burst = rate, float64(burst)
+	for _, b := range l.buckets {
+		b.tokens = min(b.tokens, l.burst)
+	}
+}
+
+// SetRateLimit replaces Config.RateLimit and Config.RateBurst (after a
+// configuration reload); values of 0 or less mean the defaults. It applies
+// to the next request of every host: a host keeps the tokens it has, up
+// to the new burst, and earns new ones at the new rate.
+func (s *Server) SetRateLimit(rate float64, burst int) {
+	if rate <= 0 {
+		rate = DefaultRateLimit
+	}
+	if burst <= 0 {
+		burst = DefaultRateBurst
+	}
+	s.limiter.set(rate, burst)
 }
 
 func (l *limiter) allow(a netip.Addr, now time.Time) bool {
