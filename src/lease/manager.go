@@ -746,7 +746,7 @@ func (m *Manager) Run(ctx context.Context) {
 		if failing {
 			wait = max(wait, retryDelay)
 		}
-		if until := lastCheckpoint.Add(m.cfg.CheckpointInterval).Sub(m.clk.Now()); until < wait {
+		if until := lastCheckpoint.Add(m.checkpointInterval()).Sub(m.clk.Now()); until < wait {
 			wait = until
 		}
 		t := m.clk.NewTimer(max(wait, 0))
@@ -774,7 +774,7 @@ func (m *Manager) Run(ctx context.Context) {
 				failing = true
 			}
 		}
-		if now := m.clk.Now(); now.Sub(lastCheckpoint) >= m.cfg.CheckpointInterval {
+		if now := m.clk.Now(); now.Sub(lastCheckpoint) >= m.checkpointInterval() {
 			if err := m.Checkpoint(); err != nil {
 				m.log.Error("checkpoint", "err", err)
 			}
