@@ -16,8 +16,11 @@ type Control struct {
 	Depends    []string // package names, optionally with a version constraint
 	Source     string   // the package's directory in its feed
 	SourceName string
-	License    string // SPDX identifier; empty leaves the field out
-	Section    string
+	License    string // SPDX expression (PKG_LICENSE); empty leaves the field out
+	// LicenseFiles names the licence files in the sources
+	// (PKG_LICENSE_FILES, space-separated); empty leaves the field out.
+	LicenseFiles string
+	Section      string
 	// SourceDateEpoch is the Unix time of the sources; zero leaves it out.
 	SourceDateEpoch int64
 	URL             string
@@ -81,7 +84,7 @@ func (c Control) Validate() error {
 		return bad("Description", c.Description)
 	}
 	for field, v := range map[string]string{"Source": c.Source, "SourceName": c.SourceName,
-		"License": c.License, "Section": c.Section, "URL": c.URL, "Maintainer": c.Maintainer} {
+		"License": c.License, "LicenseFiles": c.LicenseFiles, "Section": c.Section, "URL": c.URL, "Maintainer": c.Maintainer} {
 		if strings.ContainsAny(v, "\n\r") {
 			return bad(field, v)
 		}
@@ -103,6 +106,7 @@ func (c Control) String() string {
 	field("Source", c.Source)
 	field("SourceName", c.SourceName)
 	field("License", c.License)
+	field("LicenseFiles", c.LicenseFiles)
 	field("Section", c.Section)
 	if c.SourceDateEpoch != 0 {
 		field("SourceDateEpoch", strconv.FormatInt(c.SourceDateEpoch, 10))

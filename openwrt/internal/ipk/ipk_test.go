@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,5 +246,25 @@ func TestParseControlErrors(t *testing.T) {
 	}
 	if strings.Contains(c.String(), "License") {
 		t.Error("empty License written")
+	}
+	// License and LicenseFiles come after SourceName and before Section,
+	// where OpenWrt's package-pack.mk writes them.
+	c.SourceName, c.License, c.LicenseFiles = "demo", "MIT", "LICENSE"
+	var names []string
+	for _, line := range strings.Split(c.String(), "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") {
+			names = append(names, name)
+		}
+	}
+	want := []string{"Package", "Version", "Depends", "SourceName", "License", "LicenseFiles", "Section", "Architecture", "Installed-Size", "Description"}
+	if !slices.Equal(names, want) {
+		t.Errorf("fields %q, want %q", names, want)
+	}
+	if fields, err := ParseControl(c.String()); err != nil || fields["License"] != "MIT" || fields["LicenseFiles"] != "LICENSE" {
+		t.Errorf("%q %v", fields, err)
+	}
+	c.LicenseFiles = "LICENSE\nX: y"
+	if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("LicenseFiles with a newline: %v", err)
 	}
 }
