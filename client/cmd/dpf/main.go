@@ -33,8 +33,13 @@ import (
 	"github.com/dpf-router/dpf/client"
 )
 
-// Version is set at build time (-ldflags -X).
-var Version = "dev"
+// Version (git describe) and PackageVersion (the version of the OpenWrt
+// package dpf is built for: make openwrt, make ipk, openwrt/dpf/Makefile;
+// empty in make build) are set at build time (-ldflags -X).
+var (
+	Version        = "dev"
+	PackageVersion string
+)
 
 const (
 	exitOK      = 0
@@ -167,7 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return cmdStatus(args, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "dpf", Version)
+		fmt.Fprintln(stdout, versionLine())
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -175,6 +180,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "dpf: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
+}
+
+// versionLine is what "dpf version" and --version print: the package
+// version first, where openwrt/packages' CI looks for it, then git describe.
+func versionLine() string {
+	if PackageVersion == "" || PackageVersion == Version {
+		return "dpf " + Version
+	}
+	return "dpf " + PackageVersion + " (" + Version + ")"
 }
 
 // parseProto parses "tcp" or "udp".

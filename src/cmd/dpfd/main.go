@@ -103,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "dpfd", daemon.Version)
+		fmt.Fprintln(stdout, versionLine(daemon.Version))
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
