@@ -271,3 +271,41 @@ var datasyncFn = datasync
 
 // fits reports whether a record of n bytes fits after the pending ones.
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= journalSize }
+
+// JournalRecordSizes returns the size in bytes (header included) of each
+// record of the journal file at path that holds one operation, a lease put
+// or a lease delete: the records of single map and delete requests. It
+// follows the chain from offset 0 as Open does (the records since the last
+// checkpoint, or those of the round before it) but does not check the
+// records' CRCs, whose seed is in the database a running dpfd keeps
+// locked. It is for tools that measure what dpfd writes (the benchmark
+// sizes its disk probe with it), never for recovery.
+func JournalRecordSizes(path string) (puts, deletes []int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var last uint64
+	for off := 0; off+journalHeader <= len(b); {
+		n := int(binary.BigEndian.Uint32(b[off:]))
+		seq := binary.BigEndian.Uint64(b[off+8:])
+		if n == 0 || n > len(b)-off-journalHeader || (off > 0 && seq != last+1) {
+			break
+		}
+		ops, err := decodeOps(b[off+journalHeader : off+journalHeader+n])
+		if err != nil {
+			break
+		}
+		if len(ops) == 1 {
+			switch ops[0].kind {
+			case opPut:
+				puts = append(puts, journalHeader+n)
+			case opDelete:
+				deletes = append(deletes, journalHeader+n)
+			}
+		}
+		off += journalHeader + n
+		last = seq
+	}
+	return puts, deletes, nil
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -478,5 +479,42 @@ func TestOpenWithoutJournalSpace(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalRecordSizes checks that the sizes reported for single puts and
+// deletes are those of the records the store wrote, in order, and that a
+// record of several operations is left out.
+func TestJournalRecordSizes(t *testing.T) {
+	s, path := openTemp(t)
+	var puts, dels []int
+	for p := uint16(9000); p < 9004; p++ {
+		off := s.j.off
+		if err := s.Put(sample(p)); err != nil {
+			t.Fatal(err)
+		}
+		puts = append(puts, int(s.j.off-off))
+		off = s.j.off
+		l := sample(p)
+		if err := s.Delete(l.Key()); err != nil {
+			t.Fatal(err)
+		}
+		dels = append(dels, int(s.j.off-off))
+	}
+	if err := s.Apply([]lease.Lease{sample(9100), sample(9101)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gotPuts, gotDels, err := JournalRecordSizes(path + "-journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gotPuts, puts) || !slices.Equal(gotDels, dels) {
+		t.Fatalf("sizes: puts %v deletes %v; the store wrote puts %v deletes %v", gotPuts, gotDels, puts, dels)
+	}
+	if puts[0] <= dels[0] {
+		t.Fatalf("a put record (%d bytes) is not larger than a delete (%d)", puts[0], dels[0])
+	}
+	if _, _, err := JournalRecordSizes(filepath.Join(t.TempDir(), "none")); err == nil {
+		t.Fatal("no error for a missing journal")
 	}
 }
