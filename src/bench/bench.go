@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dpf-router/dpf/src/internal/lab"
+	"github.com/dpf-router/dpf/src/store"
 )
 
 // Config chooses what Run measures. Zero fields take the defaults of
@@ -136,6 +137,15 @@ const (
 	MDelOneP50  = "delete_one_p50_ms"
 	MDelOneP99  = "delete_one_p99_ms"
 	MOneSamples = "one_samples" // map+delete pairs behind the four above
+	// dpfd only: the disk's own write+fdatasync, timed right after the
+	// one-more samples at N, as many times, in the directory of dpfd's
+	// database, with the size of the journal record of one map
+	// (MSyncBytes); MMapOverSync is MMapOneP99 minus MSyncP99 of the
+	// same run.
+	MSyncBytes   = "sync_probe_bytes"
+	MSyncP50     = "sync_p50_ms"
+	MSyncP99     = "sync_p99_ms"
+	MMapOverSync = "map_p99_over_sync_ms"
 	// MConnRate is new inbound TCP connections/s, the median of the
 	// windows of one run; N = 0: one pinhole only, before the fill.
 	// MConnTwin is the same in the twin lab (one pinhole), in windows
@@ -163,10 +173,32 @@ type Results struct {
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	Measurements []Measurement `json:"measurements"`
 	DiskSync     []DiskSync    `json:"disk_sync,omitempty"`
-	Errors       []string      `json:"errors,omitempty"`
+	// Commands is how each target was run (its first fill pass).
+	Commands []DaemonCommand `json:"commands,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 }
 
 func (r *Results) add(m Measurement) { r.Measurements = append(r.Measurements, m) }
+
+// DaemonCommand is how the harness ran one target: the command line, the
+// configuration file it names, and the firewall set-up the harness made
+// for it beforehand.
+type DaemonCommand struct {
+	Target Target   `json:"target"`
+	Argv   []string `json:"argv"`
+	Config string   `json:"config"`
+	Setup  string   `json:"setup,omitempty"`
+}
+
+// noteCommand records how d was run, once per target.
+func (r *Results) noteCommand(d *daemon) {
+	for _, c := range r.Commands {
+		if c.Target == d.target {
+			return
+		}
+	}
+	r.Commands = append(r.Commands, DaemonCommand{Target: d.target, Argv: d.argv, Config: d.conf, Setup: d.setupText()})
+}
 
 // Run runs every measurement of c. Failures of one target or phase are
 // recorded in Results.Errors and the rest goes on; the error return is for
@@ -331,6 +363,7 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		return err
 	}
 	defer e.close()
+	res.noteCommand(e.d)
 	gen, err := NewGenerator(e.lab, c.Hosts, c.InFlight, p, c.RequestTimeout)
 	if err != nil {
 		return err
@@ -416,6 +449,11 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		m(n, MDelOneP50, ms(Percentile(delLat, 50)), oneNote)
 		m(n, MDelOneP99, ms(Percentile(delLat, 99)), oneNote)
 		m(n, MOneSamples, float64(len(mapLat)), oneNote)
+		if t.IsDpfd() {
+			if err := syncBeside(c, e.d, mapLat, func(metric string, v float64) { m(n, metric, v, oneNote) }); err != nil {
+				return fmt.Errorf("disk probe at N=%d: %w", n, err)
+			}
+		}
 		if reached < n {
 			c.Logf("  N=%d (%s) one more: %d samples, map p50 %.2f ms", n, oneNote, len(mapLat), ms(Percentile(mapLat, 50)))
 			return nil // the budget ran out or requests failed: larger N are out of reach
@@ -469,6 +507,32 @@ func oneMore(ctx context.Context, gen *Generator, samples int, budget time.Durat
 		delLat = append(delLat, lat)
 	}
 	return mapLat, delLat, nil
+}
+
+// syncBeside times the disk's own write+fdatasync right after dpfd's
+// one-more samples mapLat, as many times, in the directory of its
+// database and with the size of the journal record of one of those maps
+// (read from its journal), and records the figures through m.
+func syncBeside(c Config, d *daemon, mapLat []time.Duration, m func(metric string, v float64)) error {
+	puts, _, err := store.JournalRecordSizes(filepath.Join(d.dbDir, "leases.db-journal"))
+	if err != nil {
+		return fmt.Errorf("reading dpfd's journal: %w", err)
+	}
+	if len(puts) == 0 {
+		return errors.New("dpfd's journal holds no single map's record")
+	}
+	size := puts[len(puts)-1]
+	lat, err := syncProbe(d.dbDir, size, len(mapLat), c.SampleBudget)
+	if err != nil {
+		return err
+	}
+	m(MSyncBytes, float64(size))
+	m(MSyncP50, ms(Percentile(lat, 50)))
+	m(MSyncP99, ms(Percentile(lat, 99)))
+	m(MMapOverSync, ms(Percentile(mapLat, 99))-ms(Percentile(lat, 99)))
+	c.Logf("  disk beside it: %d samples of %d bytes + fdatasync, p50 %.2f ms p99 %.2f ms", len(lat), size,
+		ms(Percentile(lat, 50)), ms(Percentile(lat, 99)))
+	return nil
 }
 
 // restart stops the daemon, removes its rules as a reboot would, starts it
@@ -542,13 +606,19 @@ const (
 // writePass measures the bytes a daemon writes while writeLeases leases
 // renew, and extrapolates them to an hour of the unscaled workload.
 func writePass(ctx context.Context, c Config, res *Results, t Target, bin string, run, seq int) error {
-	// The database on a file system of its own (loopfs.go); without one
-	// (no loop device) the pass still gives write_bytes and wchar.
-	lfs, err := newLoopFS(c.WorkDir)
+	// dpfd's database on a file system of its own (loopfs.go); without
+	// one (no loop device) the pass still gives write_bytes and wchar.
+	// miniupnpd's lease file is on tmpfs, as OpenWrt has it: nothing of
+	// it reaches a disk.
+	var lfs *loopFS
+	var err error
+	if t.IsDpfd() {
+		lfs, err = newLoopFS(c.WorkDir)
+	}
 	if err != nil {
 		c.Logf("  no file system of its own for the lease database, so no device count: %v", err)
 		lfs = nil
-	} else {
+	} else if lfs != nil {
 		defer func() {
 			if err := lfs.close(); err != nil {
 				c.Logf("  %v", err)
@@ -561,6 +631,7 @@ func writePass(ctx context.Context, c Config, res *Results, t Target, bin string
 		return err
 	}
 	defer e.close()
+	res.noteCommand(e.d)
 	gen, err := NewGenerator(e.lab, c.Hosts, c.InFlight, NATPMP, c.RequestTimeout)
 	if err != nil {
 		return err
@@ -634,8 +705,12 @@ func writePass(ctx context.Context, c Config, res *Results, t Target, bin string
 	}
 	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWritePerH, Value: perHour(after.WriteBytes - before.WriteBytes), Note: note})
 	res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MWCharPerH, Value: perHour(after.WChar - before.WChar), Note: note})
-	if lfs != nil {
+	switch {
+	case lfs != nil:
 		res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MDevicePerH, Value: perHour(devAfter - devBefore), Note: note})
+	case !t.IsDpfd():
+		res.add(Measurement{Target: t, N: writeLeases, Run: run, Metric: MDevicePerH, Value: 0,
+			Note: note + "; its lease file is on tmpfs (/var/run), as OpenWrt's upnpd configuration has it: nothing reaches a disk, and its mappings do not survive a reboot"})
 	}
 	c.Logf("  %s; device %d, write_bytes %d, wchar %d", note, devAfter-devBefore, after.WriteBytes-before.WriteBytes, after.WChar-before.WChar)
 	return nil

@@ -30,7 +30,7 @@ type key struct {
 func (r *Results) Figures() map[key]Spread {
 	vals := map[key][]float64{}
 	for _, m := range r.Measurements {
-		if m.Value < 0 { // not reached: left out of the spread
+		if m.Value < 0 && m.Metric != MMapOverSync { // not reached: left out of the spread
 			continue
 		}
 		k := key{m.Target, m.Proto, m.N, m.Metric, m.Arch}
@@ -111,7 +111,8 @@ func (r *Results) miniFor(t Target, present map[Target]bool) Target {
 
 // countMetrics are counts of how a figure was taken, not performance:
 // the tables give them no ratio.
-var countMetrics = map[string]bool{MFillReached: true, MOneSamples: true, MRestored: true}
+var countMetrics = map[string]bool{MFillReached: true, MOneSamples: true, MRestored: true,
+	MSyncBytes: true, MSyncP50: true, MSyncP99: true, MMapOverSync: true}
 
 func (r *Results) table(w io.Writer, targets []Target, rows []rowSpec) {
 	present := map[Target]bool{}
@@ -157,7 +158,8 @@ func (r *Results) table(w io.Writer, targets []Target, rows []rowSpec) {
 	fmt.Fprintln(w)
 }
 
-// goal is one target of issue 6.
+// goal is one target of the performance issues (6, and 16 for the fair
+// harness).
 type goal struct {
 	text string
 	// check returns the dpfd figure, whether it meets the goal, and false
@@ -165,19 +167,47 @@ type goal struct {
 	check func(r *Results, t Target) (fig string, pass, ok bool)
 }
 
+// ratioGoals are the sizes at which dpfd's fill rate and one-more map p50
+// are compared with miniupnpd's, and the factor each must reach.
+var ratioGoals = []struct {
+	n      int
+	factor float64
+}{{1000, 15}, {10000, 100}}
+
+// maxOneP50 is issue 6's bound on the one-more map p50 at N = 10,000.
+const maxOneP50 = 1.0 // ms
+
+// maxOverSync is the goal for the map p99 at N = 1,000: at most this much
+// above the p99 of the disk's own write+fdatasync of the same size in the
+// same minute (issue 16: an acknowledged map stays durable before its
+// reply, so the disk's flush is its floor).
+const maxOverSync = 1.0 // ms
+
 func (r *Results) goals() []goal {
 	present := map[Target]bool{}
 	for _, t := range r.Config.Targets {
 		present[t] = true
 	}
-	ratioGoal := func(p Proto) goal {
-		return goal{fmt.Sprintf("N=10,000 fill (%s) ≥ 50× miniupnpd's rate ¹", p), func(r *Results, t Target) (string, bool, bool) {
-			fr, ok := r.fillRatio(t, r.miniFor(t, present), p)
-			if !ok {
-				return "", false, false
+	var out []goal
+	for _, rg := range ratioGoals {
+		for _, p := range []Proto{NATPMP, PCP} {
+			out = append(out, goal{fmt.Sprintf("N=%s fill (%s) ≥ %.0f× miniupnpd's rate ¹", thousands(rg.n), p, rg.factor), func(r *Results, t Target) (string, bool, bool) {
+				fr, ok := r.fillRatio(t, r.miniFor(t, present), p, rg.n)
+				if !ok {
+					return "", false, false
+				}
+				return fmt.Sprintf("%.0f req/s = %.1f×", fr.dpfd, fr.ratio()), fr.ratio() >= rg.factor, true
+			}})
+		}
+		for _, p := range []Proto{NATPMP, PCP} {
+			text := fmt.Sprintf("N=%s one more map (%s): p50 ≥ %.0f× faster than miniupnpd", thousands(rg.n), p, rg.factor)
+			if rg.n == bigN {
+				text = fmt.Sprintf("N=%s one more map (%s): p50 < %.0f ms and ≥ %.0f× faster than miniupnpd", thousands(rg.n), p, maxOneP50, rg.factor)
 			}
-			return fmt.Sprintf("%.0f req/s = %.1f×", fr.dpfd, fr.ratio()), fr.ratio() >= 50, true
-		}}
+			out = append(out, goal{text, func(r *Results, t Target) (string, bool, bool) {
+				return r.oneMoreGoal(t, r.miniFor(t, present), p, rg.n, rg.factor)
+			}})
+		}
 	}
 	abs := func(text string, p Proto, n int, metric string, limit float64, unit string, below bool) goal {
 		return goal{text, func(r *Results, t Target) (string, bool, bool) {
@@ -192,48 +222,10 @@ func (r *Results) goals() []goal {
 			return fmtNum(a.Median) + " " + unit, pass, true
 		}}
 	}
-	return []goal{
-		ratioGoal(NATPMP),
-		ratioGoal(PCP),
-		{"N=10,000 one more map (NAT-PMP): p50 < 1 ms and ≥ 50× faster than miniupnpd", func(r *Results, t Target) (string, bool, bool) {
-			a, ok := r.Figure(t, NATPMP, 10000, MMapOneP50)
-			if !ok {
-				return "", false, false
-			}
-			// miniupnpd may not reach 10,000 within the fill budget:
-			// then its figure at the largest N it reached stands in.
-			// Its latency grows with N, so that favours it.
-			mini := r.miniFor(t, present)
-			b, ok2 := r.Figure(mini, NATPMP, 10000, MMapOneP50)
-			at := 10000
-			for _, n := range slices.Backward(r.Config.Sizes) {
-				if ok2 || n >= 10000 {
-					continue
-				}
-				if b, ok2 = r.Figure(mini, NATPMP, n, MMapOneP50); ok2 {
-					at = n
-				}
-			}
-			fig := fmtNum(a.Median) + " ms"
-			pass := a.Median < 1
-			switch {
-			case ok2 && a.Median > 0 && at == 10000:
-				fig += fmt.Sprintf(" (%.0f× faster)", b.Median/a.Median)
-				if len(r.notes(mini, NATPMP, 10000, MMapOneP50)) > 0 {
-					fig += " †" // miniupnpd's figure is from where its fill stopped
-				}
-				pass = pass && b.Median >= 50*a.Median
-			case ok2 && a.Median > 0:
-				fig += fmt.Sprintf(" (%.0f× faster than miniupnpd at N=%d, the most it reached)", b.Median/a.Median, at)
-				pass = pass && b.Median >= 50*a.Median
-			default:
-				fig += " (miniupnpd did not reach N)"
-			}
-			return fig, pass, true
-		}},
-		p99Goal(NATPMP),
-		p99Goal(PCP),
-		{"inbound connections with 10,000 pinholes ≥ 90 % of none (nftables)", func(r *Results, t Target) (string, bool, bool) {
+	return append(out,
+		syncGoal(NATPMP),
+		syncGoal(PCP),
+		goal{"inbound connections with 10,000 pinholes ≥ 90 % of none (nftables)", func(r *Results, t Target) (string, bool, bool) {
 			a, ok := r.Figure(t, "", 10000, MConnRatio)
 			if !ok {
 				return "", false, false
@@ -242,7 +234,7 @@ func (r *Results) goals() []goal {
 		}},
 		abs("RSS ≤ 16 MB with 10,000 leases", "", 10000, MRSS, 16, "MB", true),
 		abs("all 10,000 rules back ≤ 1 s after a restart", "", 10000, MRestart, 1, "s", true),
-		{"≤ 1 MB written per hour (1,000 leases renewing every 60 s)", func(r *Results, t Target) (string, bool, bool) {
+		goal{"≤ 1 MB written per hour (1,000 leases renewing every 60 s)", func(r *Results, t Target) (string, bool, bool) {
 			if r.Config.WriteDuration < writeCheckpoint {
 				// Shorter than one checkpoint interval, the run
 				// cannot show dpfd's deferred writes.
@@ -260,33 +252,83 @@ func (r *Results) goals() []goal {
 			}
 			return fmt.Sprintf("%.0f kB/h %s (runs %.0f–%.0f)", a.Median/1000, what, a.Min/1000, a.Max/1000), a.Median <= 1e6, true
 		}},
-	}
+	)
 }
 
-// p99Goal judges the map latency p99 at N = 1,000 on sequential single
+// oneMoreGoal compares dpfd's one-more map p50 at n with miniupnpd's. When
+// miniupnpd did not reach n within its fill budget, its figure at the
+// largest N it reached stands in (its latency grows with N, so that
+// favours it), and the figure says so.
+func (r *Results) oneMoreGoal(t, mini Target, p Proto, n int, factor float64) (string, bool, bool) {
+	a, ok := r.Figure(t, p, n, MMapOneP50)
+	if !ok {
+		return "", false, false
+	}
+	b, ok2 := r.Figure(mini, p, n, MMapOneP50)
+	at := n
+	for _, size := range slices.Backward(r.Config.Sizes) {
+		if ok2 || size >= n {
+			continue
+		}
+		if b, ok2 = r.Figure(mini, p, size, MMapOneP50); ok2 {
+			at = size
+		}
+	}
+	fig := fmtNum(a.Median) + " ms"
+	pass := n != bigN || a.Median < maxOneP50
+	switch {
+	case ok2 && a.Median > 0 && at == n:
+		fig += fmt.Sprintf(" against %s ms (%.0f× faster)", fmtNum(b.Median), b.Median/a.Median)
+		if len(r.notes(mini, p, n, MMapOneP50)) > 0 {
+			fig += " †" // miniupnpd's figure is from where its fill stopped
+		}
+		pass = pass && b.Median >= factor*a.Median
+	case ok2 && a.Median > 0:
+		fig += fmt.Sprintf(" against %s ms (%.0f× faster than miniupnpd at N=%s, the most it reached)", fmtNum(b.Median), b.Median/a.Median, thousands(at))
+		pass = pass && b.Median >= factor*a.Median
+	default:
+		return fig + " (no miniupnpd figure)", false, false
+	}
+	return fig, pass, true
+}
+
+// syncGoal judges the map latency p99 at N = 1,000 on sequential single
 // requests (one more map), not on the fill, whose latencies are dominated
-// by queueing behind the other requests in flight.
-func p99Goal(p Proto) goal {
-	return goal{fmt.Sprintf("N=1,000 map latency p99 < 2 ms (%s, single sequential requests ²)", p), func(r *Results, t Target) (string, bool, bool) {
-		a, ok := r.Figure(t, p, 1000, MMapOneP99)
+// by queueing behind the other requests in flight, against the p99 of the
+// disk's own write+fdatasync of a journal record's size in the same
+// minute: the goal is the difference (median over the runs of each run's
+// difference).
+func syncGoal(p Proto) goal {
+	return goal{fmt.Sprintf("N=1,000 map latency p99 at most %.0f ms above the disk's own fdatasync p99 (%s, single sequential requests ²)", maxOverSync, p), func(r *Results, t Target) (string, bool, bool) {
+		d, ok := r.Figure(t, p, 1000, MMapOverSync)
 		if !ok {
 			return "", false, false
 		}
-		fig := fmtNum(a.Median) + " ms"
-		if s, ok := r.Figure(t, p, 1000, MOneSamples); ok {
-			fig += fmt.Sprintf(" (%.0f samples)", s.Median)
+		fig := fmt.Sprintf("%+.2f ms", d.Median)
+		if d.Runs > 1 {
+			fig += fmt.Sprintf(" (runs %+.2f to %+.2f)", d.Min, d.Max)
 		}
-		return fig, a.Median < 2, true
+		a, ok1 := r.Figure(t, p, 1000, MMapOneP99)
+		s, ok2 := r.Figure(t, p, 1000, MSyncP99)
+		bytes, ok3 := r.Figure(t, p, 1000, MSyncBytes)
+		if ok1 && ok2 && ok3 {
+			fig += fmt.Sprintf(": map p99 %s ms, disk p99 %s ms (%.0f-byte writes)", fmtNum(a.Median), fmtNum(s.Median), bytes.Median)
+		}
+		if n, ok := r.Figure(t, p, 1000, MOneSamples); ok {
+			fig += fmt.Sprintf(", %.0f samples each", n.Median)
+		}
+		return fig, d.Median <= maxOverSync, true
 	}}
 }
 
-// bigN is the N of the ratio goals of issue 6.
+// bigN is the largest N of the goals.
 const bigN = 10000
 
 // fillCompare is the comparison behind a fill rate ratio goal: dpfd's
-// cumulative fill rate from 0 to bigN against miniupnpd's cumulative rate
-// over the mappings it made (bigN, or fewer when its fill stopped early).
+// cumulative fill rate from 0 to n against miniupnpd's cumulative rate
+// over the mappings it made (n, or fewer when its fill stopped early).
 type fillCompare struct {
+	n          int
 	dpfd, mini float64 // medians over the runs, requests/s
 	miniN      int     // the size step miniupnpd's figure belongs to
 	reached    float64 // median of the mappings miniupnpd made by then
@@ -294,32 +336,33 @@ type fillCompare struct {
 
 func (f fillCompare) ratio() float64 { return f.dpfd / f.mini }
 
-// fillRatio returns the comparison for dpfd target t against mini, and
-// false when either figure is missing. miniupnpd's figure is its
-// fill_rate at bigN when it got there, else the fill_rate of the step
-// where its fill stopped (budget run out or requests given up): both are the mappings it made over the whole
-// fill time up to then, never one step's window (fill_end_rate).
-func (r *Results) fillRatio(t, mini Target, p Proto) (fillCompare, bool) {
-	a, ok := r.Figure(t, p, bigN, MFillRate)
+// fillRatio returns the comparison at n for dpfd target t against mini,
+// and false when either figure is missing. miniupnpd's figure is its
+// fill_rate at n when it got there, else the fill_rate of the step where
+// its fill stopped (budget run out or requests given up): both are the
+// mappings it made over the whole fill time up to then, never one step's
+// window (fill_end_rate).
+func (r *Results) fillRatio(t, mini Target, p Proto, n int) (fillCompare, bool) {
+	a, ok := r.Figure(t, p, n, MFillRate)
 	if !ok {
 		return fillCompare{}, false
 	}
-	f := fillCompare{dpfd: a.Median}
-	for _, n := range slices.Backward(r.Config.Sizes) {
-		if n > bigN {
+	f := fillCompare{n: n, dpfd: a.Median}
+	for _, size := range slices.Backward(r.Config.Sizes) {
+		if size > n {
 			continue
 		}
-		b, ok := r.Figure(mini, p, n, MFillRate)
-		reached, ok2 := r.Figure(mini, p, n, MFillReached)
+		b, ok := r.Figure(mini, p, size, MFillRate)
+		reached, ok2 := r.Figure(mini, p, size, MFillReached)
 		if !ok || !ok2 || b.Median == 0 {
 			continue
 		}
-		if n < bigN && reached.Median >= float64(n) {
+		if size < n && reached.Median >= float64(size) {
 			// miniupnpd made every mapping of this step and then
 			// stopped for another reason: no figure of its reach.
 			return fillCompare{}, false
 		}
-		f.mini, f.miniN, f.reached = b.Median, n, reached.Median
+		f.mini, f.miniN, f.reached = b.Median, size, reached.Median
 		return f, true
 	}
 	return fillCompare{}, false
@@ -331,27 +374,31 @@ func (r *Results) fillFootnote(w io.Writer, dpfds []Target) {
 	for _, t := range r.Config.Targets {
 		present[t] = true
 	}
-	fmt.Fprintf(w, "¹ Fill rate ratio: dpfd's figure is its fill rate from 0 to %s mappings (every mapping made, divided by the summed time of the fill steps up to N). "+
-		"miniupnpd's figure is measured the same way over the mappings it made: to %s when it got there, else from 0 to where its fill stopped (a step's time budget of %v ran out, or requests went unanswered: see the notes), "+
+	fmt.Fprintf(w, "¹ Fill rate ratio: dpfd's figure is its fill rate from 0 to N mappings (every mapping made, divided by the summed time of the fill steps up to N). "+
+		"miniupnpd's figure is measured the same way over the mappings it made: to N when it got there, else from 0 to where its fill stopped (a step's time budget of %v ran out, or requests went unanswered: see the notes), "+
 		"i.e. its rate over its whole fill, not over the last step alone. As miniupnpd slows down with every mapping it holds, a shorter fill favours it.\n",
-		thousands(bigN), thousands(bigN), r.Config.PhaseBudget)
-	for _, t := range dpfds {
-		mini := r.miniFor(t, present)
-		for _, p := range []Proto{NATPMP, PCP} {
-			f, ok := r.fillRatio(t, mini, p)
-			if !ok {
-				continue
+		r.Config.PhaseBudget)
+	for _, rg := range ratioGoals {
+		for _, t := range dpfds {
+			mini := r.miniFor(t, present)
+			for _, p := range []Proto{NATPMP, PCP} {
+				f, ok := r.fillRatio(t, mini, p, rg.n)
+				if !ok {
+					continue
+				}
+				reach := "made all"
+				if f.reached < float64(rg.n) {
+					reach = fmt.Sprintf("where its fill stopped, in the N=%s step", thousands(f.miniN))
+				}
+				fmt.Fprintf(w, "- %s %s: %s req/s over 0..%s against %s at %s req/s over 0..%s (%s) = %.1f×\n",
+					t, p, fmtNum(f.dpfd), thousands(rg.n), mini, fmtNum(f.mini), thousands(int(f.reached)), reach, f.ratio())
 			}
-			reach := "made all"
-			if f.reached < bigN {
-				reach = fmt.Sprintf("where its fill stopped, in the N=%s step", thousands(f.miniN))
-			}
-			fmt.Fprintf(w, "- %s %s: %s req/s over 0..%s against %s at %s req/s over 0..%s (%s) = %.1f×\n",
-				t, p, fmtNum(f.dpfd), thousands(bigN), mini, fmtNum(f.mini), thousands(int(f.reached)), reach, f.ratio())
 		}
 	}
 	fmt.Fprintf(w, "\n² Map latency p99 at N=1,000: the 99th percentile (nearest rank) of the one-more map requests at N=1,000, sent one at a time from one LAN host, each followed by its delete; "+
-		"up to %d pairs, no new pair after %v (but at least %d); median over the runs. The fill's p99 (up to %d requests in flight, so mostly queueing) is in the tables below.\n\n",
+		"up to %d pairs, no new pair after %v (but at least %d). Right after them the harness times as many writes of the size of dpfd's journal record for one such map, each followed by fdatasync, "+
+		"the way dpfd's journal is written (one after the other into a 256 KiB file written beforehand), in the directory of dpfd's database: every acknowledged map waits for one such write, so the disk's own p99 is the floor under dpfd's. "+
+		"The goal is dpfd's p99 minus the disk's, per run; the median over the runs. The fill's p99 (up to %d requests in flight, so mostly queueing) is in the tables below.\n\n",
 		r.Config.Samples, r.Config.SampleBudget, minSamples, r.Config.Hosts*r.Config.InFlight)
 }
 
@@ -398,7 +445,7 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 			dpfds = append(dpfds, t)
 		}
 	}
-	fmt.Fprintf(w, "## Goals of issue 6\n\n| goal | %s |\n|---|%s\n", strings.Join(targetNames(dpfds), " | "), strings.Repeat("---|", len(dpfds)))
+	fmt.Fprintf(w, "## Goals (issues 6 and 16)\n\n| goal | %s |\n|---|%s\n", strings.Join(targetNames(dpfds), " | "), strings.Repeat("---|", len(dpfds)))
 	for _, g := range r.goals() {
 		cells := []string{g.text}
 		for _, t := range dpfds {
@@ -444,7 +491,11 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 				rowSpec{fmt.Sprintf("N=%d one more map p99 ms (sequential)", n), p, n, MMapOneP99},
 				rowSpec{fmt.Sprintf("N=%d one delete p50 ms (sequential)", n), p, n, MDelOneP50},
 				rowSpec{fmt.Sprintf("N=%d one delete p99 ms (sequential)", n), p, n, MDelOneP99},
-				rowSpec{fmt.Sprintf("N=%d one more map+delete: samples", n), p, n, MOneSamples})
+				rowSpec{fmt.Sprintf("N=%d one more map+delete: samples", n), p, n, MOneSamples},
+				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p50 ms, right after (dpfd's record size) ²", n), p, n, MSyncP50},
+				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p99 ms, right after (dpfd's record size) ²", n), p, n, MSyncP99},
+				rowSpec{fmt.Sprintf("N=%d one more map p99 minus the disk's p99, ms ²", n), p, n, MMapOverSync},
+				rowSpec{fmt.Sprintf("N=%d bytes of dpfd's journal record for one map", n), p, n, MSyncBytes})
 		}
 		r.table(w, c.Targets, rows)
 	}
@@ -478,6 +529,7 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\n## How it was measured\n\n%s\n", methodText(c))
+	r.writeCommands(w)
 	fmt.Fprintf(w, "## Notes\n\n")
 	seen := map[string]bool{}
 	for _, m := range r.Measurements {
@@ -493,6 +545,32 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "- error: %s\n", strings.ReplaceAll(e, "\n", " "))
 	}
+}
+
+// writeCommands prints how each target was run: its exact command line,
+// its configuration file and the firewall set-up made for it.
+func (r *Results) writeCommands(w io.Writer) {
+	if len(r.Commands) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "### Command lines and configurations\n\n")
+	fmt.Fprintf(w, "Each daemon runs in the lab's router namespace, inside a private mount namespace whose /dev/log is the harness's syslog socket (see above). The write pass differs only in dpfd's checkpoint_interval (30, the scaled 300 s) and in where dpfd's database is.\n\n")
+	for _, c := range r.Commands {
+		fmt.Fprintf(w, "**%s**\n\n    %s\n\n", c.Target, strings.Join(c.Argv, " "))
+		fmt.Fprintf(w, "Configuration file:\n\n%s\n", indent(c.Config))
+		if c.Setup != "" {
+			fmt.Fprintf(w, "Firewall set-up before it starts:\n\n%s\n", indent(c.Setup))
+		}
+	}
+}
+
+// indent makes text a markdown code block.
+func indent(text string) string {
+	var b strings.Builder
+	for line := range strings.Lines(strings.TrimRight(text, "\n") + "\n") {
+		b.WriteString("    " + line)
+	}
+	return b.String()
 }
 
 // methodText returns the method section for configuration c.
@@ -518,7 +596,7 @@ const method = `- Every run of every target gets a fresh lab (network namespaces
 - Inbound connections: 4 clients on the internet host open TCP connections to the router's WAN address on a mapped port (a LAN server accepts and closes them; the clients close with a reset so TIME_WAIT does not limit them). Each figure of a run is the median of %[7]d window(s) of %[8]v (completed connections over the window's time). Before every window the harness waits (at most 5 s) until the daemon has used no more than one clock tick of CPU in 250 ms, so that work left from the step before (a database checkpoint, a restart) is not measured, and then empties the router's conntrack table (a ctnetlink flush, as conntrack -F), so that the closed connections of earlier windows (tens of thousands of entries) do not slow the later ones. "one pinhole" is measured before the fill, after a discarded warm-up window of %[9]v (a fresh lab's first connections are slower); "N pinholes" after the fill step to N. The machine's speed drifts by up to a fifth within a minute, more than the cost being measured, so the baseline of each figure is a twin lab: a second lab with the same daemon, started with the first, in which only the connection port is mapped. Its windows are taken in turn with the first lab's (which lab goes first alternates), and "ratio to the twin lab" is a run's median rate over the twin's median rate in the same minutes; the goal compares the median of these ratios at N = 10,000. At "one pinhole" both labs hold one mapping, so that ratio shows how alike the two labs are.
 - RSS: VmRSS of /proc/PID/status at N. CPU: utime+stime of /proc/PID/stat spent during the fill steps up to N.
 - Restart: dpfd is stopped with SIGTERM, miniupnpd with SIGKILL (on SIGTERM it deletes its mappings and its lease file); then the daemon's rules are removed as a reboot would (dpfd cleanup; flushing miniupnpd's chains), the daemon is started again and the ruleset (nft list ruleset, iptables-save) is polled until every mapped external port is back; the time counts from the daemon's start. miniupnpd restores from its lease_file option (it does not persist mappings otherwise).
-- Lease writes: 1,000 NAT-PMP leases renewing every 60 s with lifetime 120 s (dpfd: checkpoint_interval 300 s) run with every time constant divided by 10. The daemon's lease database (dpfd's leases.db and its journal, miniupnpd's lease file) is on a file system of its own: a fresh 64 MiB ext4 (4 KiB blocks, inode tables and journal written when it is made) on a loop device, with nothing else on it. The bytes written to that device (write sectors of /sys/block/loopN/stat, after a syncfs), from 2 s after the leases were made (so that making them is not counted: dpfd moves its journal into the database 1 s after the last change) to the end of the run, are scaled to an hour of the unscaled workload (bytes × 3600 / (10 × run seconds)); they include ext4's own journal and metadata writes. The goal is judged on these. write_bytes and wchar of /proc/PID/io over the same time are shown beside them, but write_bytes is not what reaches the disk on this kernel: with large page-cache folios (ext4 has them since Linux 6.16) a 4 KiB write into a folio made by an earlier larger write counts the whole folio (measured here: 4 KiB writes into a file first written in one 1 MiB piece counted 128 KiB each in write_bytes and 4.3 KiB each on the device), so it moves with where a page lands. /proc/PID/io includes the children a daemon ran and reaped (dpfd's iptables backend runs iptables tools). dpfd logs warnings only; miniupnpd logs to the harness's syslog socket (see below), not to disk.
-- miniupnpd runs in the foreground (-d) in a private mount namespace whose /dev/log is a socket of the harness: without a syslog daemon it writes every log line to /dev/console (about 1 ms a line), which would dominate its figures.
+- Lease writes: 1,000 NAT-PMP leases renewing every 60 s with lifetime 120 s (dpfd: checkpoint_interval 300 s) run with every time constant divided by 10. The daemon's lease database (dpfd's leases.db and its journal, miniupnpd's lease file) is on a file system of its own: a fresh 64 MiB ext4 (4 KiB blocks, inode tables and journal written when it is made) on a loop device, with nothing else on it. The bytes written to that device (write sectors of /sys/block/loopN/stat, after a syncfs), from 2 s after the leases were made (so that making them is not counted: dpfd moves its journal into the database 1 s after the last change) to the end of the run, are scaled to an hour of the unscaled workload (bytes × 3600 / (10 × run seconds)); they include ext4's own journal and metadata writes. The goal is judged on these. write_bytes and wchar of /proc/PID/io over the same time are shown beside them, but write_bytes is not what reaches the disk on this kernel: with large page-cache folios (ext4 has them since Linux 6.16) a 4 KiB write into a folio made by an earlier larger write counts the whole folio (measured here: 4 KiB writes into a file first written in one 1 MiB piece counted 128 KiB each in write_bytes and 4.3 KiB each on the device), so it moves with where a page lands. /proc/PID/io includes the children a daemon ran and reaped (dpfd's iptables backend runs iptables tools). Both daemons log to the harness's syslog socket (see below), not to disk. miniupnpd's lease file is on tmpfs, so nothing of it reaches a disk (its device figure is 0, and its mappings do not survive a reboot).
+- Every daemon runs as its users run it. miniupnpd runs as OpenWrt's init script starts it: -f with the configuration that script writes for OpenWrt's default /etc/config/upnpd (listed below; its one change is STUN, without which miniupnpd disables forwarding for the lab's documentation-range WAN address), without -d or -v, so it goes into the background (-P names its pid file, for the harness) and logs at its default level (NOTICE and above); its lease file is on a tmpfs mounted for the lab's life, as /var/run is on OpenWrt. dpfd runs with the arguments files/etc/init.d/dpf gives it and its shipped defaults, log level info included (it logs every new and deleted mapping), except the per-host and total quotas and the per-host rate limit, which the load would exceed. The harness refuses a command line or configuration with a debug or verbose flag. Both log through syslog to a socket of the harness, which drains it (on a router, logd keeps the log in RAM): each daemon runs in a private mount namespace whose /dev is a small tmpfs with the usual devices and, as /dev/log, that socket.
 - Binary sizes: dpfd as built by openwrt/ipkbuild (make openwrt; -openwrt-build builds afresh, else bin/openwrt is read and its build time shown).
 `

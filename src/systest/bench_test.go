@@ -52,6 +52,20 @@ func TestBenchShort(t *testing.T) {
 			if s, ok := res.Figure(tg, p, n, bench.MFillReached); !ok || s.Median != n {
 				t.Errorf("%s %s: made %v of %d mappings", tg, p, s.Median, n)
 			}
+			if !tg.IsDpfd() {
+				continue
+			}
+			// The disk probe beside dpfd's one-more samples, sized as
+			// its journal record of one map (a put: over 100 bytes).
+			if s, ok := res.Figure(tg, p, n, bench.MSyncP99); !ok || s.Median <= 0 {
+				t.Errorf("%s %s: no disk p99 beside the map p99 (%+v)", tg, p, s)
+			}
+			if s, ok := res.Figure(tg, p, n, bench.MSyncBytes); !ok || s.Median < 100 {
+				t.Errorf("%s %s: disk probe write size %v", tg, p, s.Median)
+			}
+			if _, ok := res.Figure(tg, p, n, bench.MMapOverSync); !ok {
+				t.Errorf("%s %s: no map p99 minus disk p99", tg, p)
+			}
 		}
 		for _, f := range []struct {
 			n      int
@@ -80,10 +94,36 @@ func TestBenchShort(t *testing.T) {
 	if err := res.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Goals of issue 6", "dpfd-nftables / miniupnpd-nftables", "N=100 fill req/s", "restart"} {
+	for _, want := range []string{"## Goals (issues 6 and 16)", "dpfd-nftables / miniupnpd-nftables", "N=100 fill req/s", "restart",
+		"### Command lines and configurations", "enable_upnp=yes", "secure_mode=yes"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, md.String())
 		}
+	}
+	// Each daemon's exact command line is in the report: miniupnpd in the
+	// background (-f CONF -P PIDFILE, no -d), dpfd as its init script runs
+	// it; neither with a debug or verbose flag.
+	if len(res.Commands) != len(c.Targets) {
+		t.Errorf("command lines of %d targets, want %d: %+v", len(res.Commands), len(c.Targets), res.Commands)
+	}
+	for _, cmd := range res.Commands {
+		line := strings.Join(cmd.Argv, " ")
+		if !strings.Contains(md.String(), "    "+line+"\n") {
+			t.Errorf("report lacks %s's command line %q", cmd.Target, line)
+		}
+		for _, a := range cmd.Argv[1:] {
+			if a == "-d" || strings.HasPrefix(a, "-v") || a == "debug" {
+				t.Errorf("%s ran with %q: %q", cmd.Target, a, line)
+			}
+		}
+		if !cmd.Target.IsDpfd() && (len(cmd.Argv) != 5 || cmd.Argv[1] != "-f" || cmd.Argv[3] != "-P") {
+			t.Errorf("miniupnpd's command line %q, want BIN -f CONF -P PIDFILE", line)
+		}
+	}
+	// miniupnpd's lease file is on tmpfs, as OpenWrt has it: nothing
+	// reaches the disk, and the report says so.
+	if s, ok := res.Figure(bench.MiniupnpdNftables, "", 1000, bench.MDevicePerH); !ok || s.Median != 0 {
+		t.Errorf("miniupnpd's device writes %+v, want 0 (tmpfs)", s)
 	}
 	if dir := os.Getenv(artifactsEnv); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
