@@ -25,10 +25,40 @@ type Status struct {
 	Epoch           uint32            `json:"epoch"`
 	Uptime          float64           `json:"uptime_seconds"`
 	DB              string            `json:"db"`
-	Counters        map[string]uint64 `json:"counters"`
+	Counters        map[string]uint64 `json:"counters"` // keys: CounterNames
 	// Runtime is the daemon process's resource use (for leak checks and
 	// monitoring).
 	Runtime Runtime `json:"runtime"`
+}
+
+// The keys of Status.Counters: totals since dpfd started. The daemon
+// reports every one of them, zero or not, and no other (a test checks);
+// the LuCI Status page has a label for each (another test checks). A
+// client should show a key it does not know by its name.
+const (
+	CounterRequests         = "requests"          // datagrams received on the LAN sockets
+	CounterPCP              = "pcp"               // of those, PCP requests
+	CounterNATPMP           = "natpmp"            // of those, NAT-PMP requests
+	CounterAnswered         = "answered"          // responses sent
+	CounterErrorResponses   = "error_responses"   // of those, with an error result code
+	CounterRefused          = "refused"           // mappings refused (rules, quotas, ports taken, ...)
+	CounterDropped          = "dropped"           // datagrams left unanswered (empty, malformed, responses)
+	CounterRateLimited      = "rate_limited"      // datagrams dropped over a host's rate limit
+	CounterCreated          = "created"           // leases (pinholes) created
+	CounterRenewed          = "renewed"           // leases renewed
+	CounterDeleted          = "deleted"           // leases deleted by their client or an administrator
+	CounterExpired          = "expired"           // leases that lapsed
+	CounterFirewallFailures = "firewall_failures" // requests failed: the firewall refused their pinhole
+	CounterStoreFailures    = "store_failures"    // lease writes or deletions the database refused
+	CounterFirewallRepairs  = "firewall_repairs"  // checks that found pinholes missing from the kernel and restored them
+)
+
+// CounterNames lists the keys of Status.Counters.
+var CounterNames = []string{
+	CounterRequests, CounterPCP, CounterNATPMP, CounterAnswered, CounterErrorResponses,
+	CounterRefused, CounterDropped, CounterRateLimited,
+	CounterCreated, CounterRenewed, CounterDeleted, CounterExpired,
+	CounterFirewallFailures, CounterStoreFailures, CounterFirewallRepairs,
 }
 
 // Runtime is a snapshot of the daemon process's resource use.

@@ -62,11 +62,13 @@ func (d *Daemon) Status() control.Status {
 	}
 	c, s := d.m.Counters(), d.srv.Stats()
 	st.Counters = map[string]uint64{
-		"created": c.Created, "renewed": c.Renewed, "deleted": c.Deleted, "expired": c.Expired,
-		"refused": c.Refused, "failures": c.Failures,
-		"requests": s.Received, "answered": s.Answered, "dropped": s.Dropped,
-		"rate_limited": s.RateLimited, "error_responses": s.Errors, "pcp": s.PCP, "natpmp": s.NATPMP,
-		"firewall_repairs": d.healStats.repairs.Load(), // heal.go
+		control.CounterRequests: s.Received, control.CounterPCP: s.PCP, control.CounterNATPMP: s.NATPMP,
+		control.CounterAnswered: s.Answered, control.CounterErrorResponses: s.Errors,
+		control.CounterRefused: c.Refused, control.CounterDropped: s.Dropped, control.CounterRateLimited: s.RateLimited,
+		control.CounterCreated: c.Created, control.CounterRenewed: c.Renewed,
+		control.CounterDeleted: c.Deleted, control.CounterExpired: c.Expired,
+		control.CounterFirewallFailures: c.FirewallFailures, control.CounterStoreFailures: c.StoreFailures,
+		control.CounterFirewallRepairs: d.healStats.repairs.Load(), // heal.go
 	}
 	return st
 }

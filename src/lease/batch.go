@@ -336,10 +336,10 @@ func (m *Manager) write(cs []*change) {
 			switch {
 			case c.kind == chCreate || c.kind == chRenew && c.put:
 				c.failed = true
-				c.p.finish(Lease{}, m.fail(c.p.r, fmt.Errorf("storing lease: %w", storeErr)))
+				c.p.finish(Lease{}, m.fail(c.p.r, storeFailed, fmt.Errorf("storing lease: %w", storeErr)))
 			case c.kind == chRemove:
 				c.failed = true
-				m.bump(func(c *Counters) { c.Failures++ })
+				m.bump(func(c *Counters) { c.StoreFailures++ })
 				c.p.finish(Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, storeErr))
 			}
 		}
@@ -380,7 +380,7 @@ func (m *Manager) writeFirewallOne(c *change) {
 				m.log.Error("undoing stored lease after firewall failure", "key", keyString(c.e.Key()), "err", derr)
 			}
 			c.failed = true
-			c.p.finish(Lease{}, m.fail(c.p.r, fmt.Errorf("installing pinhole: %w", err)))
+			c.p.finish(Lease{}, m.fail(c.p.r, firewallFailed, fmt.Errorf("installing pinhole: %w", err)))
 		}
 	case c.kind == chRenew && c.fw:
 		if err := m.fw.Add(c.next.Pinhole()); err != nil {
@@ -388,7 +388,7 @@ func (m *Manager) writeFirewallOne(c *change) {
 				m.log.Error("restoring stored lease after firewall failure", "key", keyString(c.e.Key()), "err", perr)
 			}
 			c.failed = true
-			c.p.finish(Lease{}, m.fail(c.p.r, fmt.Errorf("updating pinhole: %w", err)))
+			c.p.finish(Lease{}, m.fail(c.p.r, firewallFailed, fmt.Errorf("updating pinhole: %w", err)))
 		}
 	case c.kind == chRemove:
 		if err := m.fw.Remove(c.e.Key()); err != nil {

@@ -208,7 +208,8 @@ func (f *failingFirewall) Add(p firewall.Pinhole) error {
 // TestBatchFailures checks that a firewall batch that fails is redone one
 // change at a time, so that only the request whose change fails fails (and
 // its stored lease is taken back), and that a failed store write fails the
-// whole batch and changes nothing.
+// whole batch and changes nothing; each failure is counted as the
+// firewall's or the store's.
 func TestBatchFailures(t *testing.T) {
 	g := newGateStore()
 	fw := &failingFirewall{Firewall: leasetest.NewFirewall(), badPort: 9002}
@@ -236,6 +237,9 @@ func TestBatchFailures(t *testing.T) {
 	if r.m.Len() != 4 {
 		t.Errorf("%d leases, want 4", r.m.Len())
 	}
+	if c := r.m.Counters(); c.FirewallFailures != 1 || c.StoreFailures != 0 {
+		t.Errorf("after one firewall failure: %d firewall and %d store failures, want 1 and 0", c.FirewallFailures, c.StoreFailures)
+	}
 
 	// The store fails: nothing changes, every request that needed it
 	// fails, and a plain renewal (no store write) still succeeds.
@@ -252,8 +256,15 @@ func TestBatchFailures(t *testing.T) {
 	if _, err := r.m.Map(natpmp(hostB, firewall.TCP, 5001, 9001, 2*time.Minute)); err != nil {
 		t.Errorf("renewal with a failing store: %v", err)
 	}
+	// An administrator's delete needs the store too.
+	if _, err := r.m.Delete(lease.Key{Proto: firewall.TCP, ExternalPort: 9001}, "test"); !errors.Is(err, lease.ErrFailure) {
+		t.Errorf("delete with a failing store: %v", err)
+	}
 	if after := r.m.List(); len(after) != len(before) {
 		t.Errorf("table changed from %d to %d leases", len(before), len(after))
+	}
+	if c := r.m.Counters(); c.FirewallFailures != 1 || c.StoreFailures != 3 {
+		t.Errorf("after three store failures: %d firewall and %d store failures, want 1 and 3", c.FirewallFailures, c.StoreFailures)
 	}
 }
 

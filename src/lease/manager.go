@@ -167,12 +167,18 @@ type Manager struct {
 
 // Counters are totals since the Manager started.
 type Counters struct {
-	Created  uint64 `json:"created"`
-	Renewed  uint64 `json:"renewed"`
-	Deleted  uint64 `json:"deleted"`
-	Expired  uint64 `json:"expired"`
-	Refused  uint64 `json:"refused"`
-	Failures uint64 `json:"failures"`
+	Created uint64 `json:"created"`
+	Renewed uint64 `json:"renewed"`
+	Deleted uint64 `json:"deleted"`
+	Expired uint64 `json:"expired"`
+	Refused uint64 `json:"refused"`
+	// FirewallFailures counts requests that failed because the firewall
+	// refused to install or update their pinhole.
+	FirewallFailures uint64 `json:"firewall_failures"`
+	// StoreFailures counts lease writes and deletions the store (the
+	// database) refused: the request, deletion or expiry that needed one
+	// failed (an expiry is tried again).
+	StoreFailures uint64 `json:"store_failures"`
 }
 
 // New returns a Manager with an empty table. Call Restore before serving
@@ -386,7 +392,7 @@ func pickPort(ranges []policy.PortRange, total, n int) uint16 {
 // removeLocked deletes e from the store, the firewall and the table.
 func (m *Manager) removeLocked(e *entry, reason string) (Lease, error) {
 	if err := m.store.Delete(e.Key()); err != nil {
-		m.bump(func(c *Counters) { c.Failures++ })
+		m.bump(func(c *Counters) { c.StoreFailures++ })
 		return Lease{}, fmt.Errorf("%w: deleting stored lease: %w", ErrFailure, err)
 	}
 	if err := m.fw.Remove(e.Key()); err != nil {
@@ -791,8 +797,25 @@ func (m *Manager) refuse(r Request, err error) error {
 	return err
 }
 
-func (m *Manager) fail(r Request, err error) error {
-	m.bump(func(c *Counters) { c.Failures++ })
+// failedPart names what refused a request's change: the firewall or the
+// store. Each has its own counter.
+type failedPart int
+
+const (
+	firewallFailed failedPart = iota
+	storeFailed
+)
+
+// fail logs a request that failed because part refused its change, and
+// counts it.
+func (m *Manager) fail(r Request, part failedPart, err error) error {
+	m.bump(func(c *Counters) {
+		if part == storeFailed {
+			c.StoreFailures++
+		} else {
+			c.FirewallFailures++
+		}
+	})
 	m.log.Error("mapping failed", "proto", r.Proto.String(),
 		"int", netip.AddrPortFrom(r.InternalAddr, r.InternalPort).String(), "client", r.Client.String(), "err", err)
 	return fmt.Errorf("%w: %w", ErrFailure, err)

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/dpf-router/dpf/src/config"
+	"github.com/dpf-router/dpf/src/control"
 	"github.com/dpf-router/dpf/src/internal/lab"
 	"github.com/dpf-router/dpf/src/internal/testenv"
 )
@@ -220,6 +221,102 @@ func TestLuCISettingsOptions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLuCICounterLabels: the Status page has a translatable label for
+// every counter dpfd reports (control.CounterNames, which the daemon's
+// TestStatusCounterNames holds to the keys it sends) and for no other, each
+// label its own and in the translation template.
+func TestLuCICounterLabels(t *testing.T) {
+	root := repoRoot(t)
+	labels := viewCounterLabels(t, root)
+	pot := potMsgids(t, filepath.Join(root, "luci/po/templates/dpf.pot"))
+	byLabel := map[string]string{}
+	for name, label := range labels {
+		switch {
+		case !slices.Contains(control.CounterNames, name):
+			t.Errorf("status.js labels counter %q, which dpfd does not report (control.CounterNames: %q)", name, control.CounterNames)
+		case label == "" || label == name:
+			t.Errorf("status.js labels counter %s %q", name, label)
+		case byLabel[label] != "":
+			t.Errorf("counters %s and %s share the label %q", byLabel[label], name, label)
+		case !pot[label]:
+			t.Errorf("label %q of counter %s is not in luci/po/templates/dpf.pot (node luci/test/pot.mjs --write)", label, name)
+		}
+		byLabel[label] = name
+	}
+	for _, name := range control.CounterNames {
+		if _, ok := labels[name]; !ok {
+			t.Errorf("dpfd reports counter %s, which status.js's counterLabels does not label", name)
+		}
+	}
+}
+
+// counterEntryRE is one entry of status.js's counterLabels: [ 'name', _('label') ].
+var counterEntryRE = regexp.MustCompile(`^\[\s*'([a-z0-9_]+)',\s*_\('((?:[^'\\]|\\.)*)'\)\s*\],?$`)
+
+// viewCounterLabels reads the counter labels of the Status view: name to
+// label, failing on an entry it cannot read or a name labelled twice.
+func viewCounterLabels(t *testing.T, root string) map[string]string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, "luci/htdocs/luci-static/resources/view/dpf/status.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(src), "\nvar counterLabels = [\n")
+	block, _, ok2 := strings.Cut(rest, "\n];")
+	if !ok || !ok2 {
+		t.Fatal("status.js has no \"var counterLabels = [ ... ];\" block")
+	}
+	labels := map[string]string{}
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		m := counterEntryRE.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("status.js counterLabels: cannot read %q (want [ 'name', _('label') ])", line)
+		}
+		if _, dup := labels[m[1]]; dup {
+			t.Errorf("status.js labels counter %s twice", m[1])
+		}
+		labels[m[1]] = strings.ReplaceAll(m[2], `\'`, "'")
+	}
+	return labels
+}
+
+// potMsgids returns the msgids of a gettext template.
+func potMsgids(t *testing.T, name string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	var id strings.Builder
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "msgid "):
+			in = true
+			id.Reset()
+			line = strings.TrimPrefix(line, "msgid ")
+		case in && strings.HasPrefix(line, `"`):
+		default:
+			if in {
+				ids[id.String()] = true
+			}
+			in = false
+			continue
+		}
+		s, err := strconv.Unquote(line)
+		if err != nil {
+			t.Fatalf("%s: %q: %v", name, line, err)
+		}
+		id.WriteString(s)
+	}
+	return ids
 }
 
 // deletes reports whether the arguments of a dpf delete call select the

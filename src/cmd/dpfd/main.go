@@ -483,10 +483,13 @@ func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "firewall backend: %s\n", st.Backend)
 	fmt.Fprintf(w, "leases: %d of %d, epoch %d\n", st.Leases, st.MaxLeases, st.Epoch)
 	c := st.Counters
-	fmt.Fprintf(w, "mappings: %d created, %d renewed, %d deleted, %d expired, %d refused, %d failed\n",
-		c["created"], c["renewed"], c["deleted"], c["expired"], c["refused"], c["failures"])
-	fmt.Fprintf(w, "requests: %d (%d PCP, %d NAT-PMP), %d error responses, %d dropped, %d rate-limited\n",
-		c["requests"], c["pcp"], c["natpmp"], c["error_responses"], c["dropped"], c["rate_limited"])
+	fmt.Fprintf(w, "mappings: %d created, %d renewed, %d deleted, %d expired, %d refused\n",
+		c[control.CounterCreated], c[control.CounterRenewed], c[control.CounterDeleted], c[control.CounterExpired], c[control.CounterRefused])
+	fmt.Fprintf(w, "requests: %d (%d PCP, %d NAT-PMP), %d answered (%d with an error), %d dropped, %d rate-limited\n",
+		c[control.CounterRequests], c[control.CounterPCP], c[control.CounterNATPMP], c[control.CounterAnswered],
+		c[control.CounterErrorResponses], c[control.CounterDropped], c[control.CounterRateLimited])
+	fmt.Fprintf(w, "failures: %d firewall, %d database; %d firewall repairs\n",
+		c[control.CounterFirewallFailures], c[control.CounterStoreFailures], c[control.CounterFirewallRepairs])
 }
 
 func printLeases(w io.Writer, ls []control.Lease) {

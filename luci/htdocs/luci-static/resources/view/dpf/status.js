@@ -66,21 +66,25 @@ function isCGN(addr) {
 	return m != null && +m[1] == 100 && (+m[2] & 0xc0) == 64;
 }
 
-/* The counters dpfd reports, in the order shown; others follow by name. */
+/* The counters dpfd reports (control.CounterNames in src/control/types.go;
+ * src/systest/luci_test.go checks that each has a label here), in the
+ * order shown. Counters of a newer dpfd follow by name. */
 var counterLabels = [
-	[ 'requests',        _('Requests received') ],
-	[ 'pcp',             _('PCP requests') ],
-	[ 'natpmp',          _('NAT-PMP requests') ],
-	[ 'answered',        _('Requests answered') ],
-	[ 'error_responses', _('Error responses') ],
-	[ 'refused',         _('Requests refused') ],
-	[ 'dropped',         _('Requests dropped') ],
-	[ 'rate_limited',    _('Requests over the rate limit') ],
-	[ 'created',         _('Pinholes opened') ],
-	[ 'renewed',         _('Pinholes renewed') ],
-	[ 'deleted',         _('Pinholes deleted') ],
-	[ 'expired',         _('Pinholes expired') ],
-	[ 'failures',        _('Firewall failures') ]
+	[ 'requests',          _('Requests received') ],
+	[ 'pcp',               _('PCP requests') ],
+	[ 'natpmp',            _('NAT-PMP requests') ],
+	[ 'answered',          _('Requests answered') ],
+	[ 'error_responses',   _('Error responses') ],
+	[ 'refused',           _('Requests refused') ],
+	[ 'dropped',           _('Requests dropped') ],
+	[ 'rate_limited',      _('Requests over the rate limit') ],
+	[ 'created',           _('Pinholes opened') ],
+	[ 'renewed',           _('Pinholes renewed') ],
+	[ 'deleted',           _('Pinholes deleted') ],
+	[ 'expired',           _('Pinholes expired') ],
+	[ 'firewall_failures', _('Firewall failures') ],
+	[ 'store_failures',    _('Lease database failures') ],
+	[ 'firewall_repairs',  _('Firewall repairs (missing pinholes restored)') ]
 ];
 
 /* timeLeft formats the seconds from now until deadline, as LuCI's '%t'. */
