@@ -4,7 +4,8 @@
 // caller's (src/systest/luci_test.go), which also serves the page and
 // answers its ubus calls with the real dpfd.
 //
-//   node run.mjs --url URL [--expect-leases N] [--delete PROTO/PORT]
+//   node run.mjs --url URL [--expect-leases N]
+//                [--delete PROTO/PORT | --try-delete PROTO/PORT]
 //                [--expect-error] [--shot FILE] [--shot-after FILE]
 //                [--chromium PATH] [--timeout MS]
 //
@@ -13,7 +14,10 @@
 // notice); record the page (status, counters, lease rows); watch the
 // countdown of the first lease for two seconds; screenshot to --shot; then
 // with --delete click that lease's Delete button, wait until its row is
-// gone, record the page again and screenshot to --shot-after.
+// gone, record the page again and screenshot to --shot-after. With
+// --try-delete instead, click it as a script can even when it is disabled
+// (element.click(), which a disabled button ignores), wait 2 s, and record
+// the page again. The ubus calls the page made are in the output.
 //
 // Exit status: 0 when every step finished (the JSON then has ok: true), 1
 // when one failed or timed out (the JSON says which, with what was seen so
@@ -43,6 +47,7 @@ try {
 			url: { type: 'string' },
 			'expect-leases': { type: 'string' },
 			delete: { type: 'string' },
+			'try-delete': { type: 'string' },
 			'expect-error': { type: 'boolean', default: false },
 			shot: { type: 'string' },
 			'shot-after': { type: 'string' },
@@ -52,6 +57,8 @@ try {
 	}).values;
 	if (!opt.url)
 		throw new Error('--url is required');
+	if (opt.delete && opt['try-delete'])
+		throw new Error('--delete and --try-delete exclude each other');
 } catch (err) {
 	console.error(`run.mjs: ${err.message}`);
 	process.exit(2);
@@ -81,16 +88,25 @@ function snapshot() {
 		tr.querySelectorAll('[data-col]').forEach((td) => {
 			row[td.getAttribute('data-col')] = text(td);
 		});
+		const del = tr.querySelector('button.cbi-button-remove');
+		row.delete = !del ? 'none' : del.disabled ? 'disabled' : 'enabled';
 		return row;
+	});
+	// The label of each counter: the cell before its value.
+	const counterLabels = {};
+	document.querySelectorAll('#dpf-counters [data-name]').forEach((td) => {
+		counterLabels[td.getAttribute('data-name')] = text(td.previousElementSibling);
 	});
 	return {
 		title: text(document.querySelector('#view h2')),
 		tabs: [...document.querySelectorAll('#tabmenu li')].map(text),
 		status: named('#dpf-status'),
 		counters: named('#dpf-counters'),
+		counterLabels,
 		rows,
 		placeholder: text(document.querySelector('#dpf-leases tr.placeholder')),
 		error: text(document.querySelector('#dpf-error')) || null,
+		readonly: text(document.querySelector('#dpf-readonly')),
 		notifications: [...document.querySelectorAll('#maincontent > .alert-message')].map(text),
 	};
 }
@@ -163,6 +179,23 @@ try {
 		result.after = await page.evaluate(snapshot);
 		if (opt['shot-after']) {
 			result.step = 'screenshot after delete';
+			await page.screenshot({ path: opt['shot-after'], fullPage: true });
+		}
+	}
+
+	if (opt['try-delete']) {
+		result.step = `try to delete ${opt['try-delete']}`;
+		const sel = `#dpf-leases tr[data-lease="${opt['try-delete']}"] button.cbi-button-remove`;
+		result.tried = await page.evaluate((sel) => {
+			const btn = document.querySelector(sel);
+			if (btn)
+				btn.click();
+			return btn != null;
+		}, sel);
+		await page.waitForTimeout(2000);
+		result.after = await page.evaluate(snapshot);
+		if (opt['shot-after']) {
+			result.step = 'screenshot after trying to delete';
 			await page.screenshot({ path: opt['shot-after'], fullPage: true });
 		}
 	}

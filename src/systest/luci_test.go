@@ -9,9 +9,11 @@ package systest
 // HTTP server of this test on 127.0.0.1, which stands in for uhttpd and
 // rpcd: it serves the app's files and luci/test/harness/ (the LuCI runtime
 // stand-in), and answers ubus JSON-RPC calls the way rpcd does for an exec
-// plugin: it checks them against the app's ACL file, runs "dpfd rpcd call
-// METHOD" in the router's namespace with the arguments on stdin, and
-// returns its JSON object. luci/test/run.mjs drives the browser.
+// plugin: it checks them against the ACL the calling session's login gets
+// from the two packages' ACL files (luciLogins: one that may delete, one
+// that may only read), answers "session" "access" from the same ACL, runs
+// "dpfd rpcd call METHOD" in the router's namespace with the arguments on
+// stdin, and returns its JSON object. luci/test/run.mjs drives the browser.
 //
 // Needs: node, /usr/bin/chromium, and luci/test/node_modules (npm ci in
 // luci/test); make test installs them.
@@ -19,12 +21,15 @@ package systest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -57,10 +62,13 @@ const (
 )
 
 // TestLuCIStatusPage: the status page lists the leases two natpmpc requests
-// made, with client, ports and protocol, and the router's external address
-// and backend; its Delete button closes one pinhole at once (gone from
-// dpfd's list and unreachable from the internet) while the other keeps
-// working; with dpfd stopped the page says so.
+// made, with client, ports and protocol, the router's external address
+// and backend, and every counter dpfd reports under its label; for a login
+// that may delete leases, its Delete button closes one pinhole at once
+// (gone from dpfd's list and unreachable from the internet) while the
+// other keeps working; for a login that may only read, Delete is disabled,
+// a click on it sends nothing and the pinhole stays; with dpfd stopped the
+// page says so.
 func TestLuCIStatusPage(t *testing.T) {
 	needTools(t)
 	b := needBrowser(t)
@@ -82,7 +90,7 @@ func TestLuCIStatusPage(t *testing.T) {
 	h := startLuCIHarness(t, r)
 	shots := artifactsDir(t)
 	tcpKey, udpKey := fmt.Sprintf("tcp/%d", tcpPort), fmt.Sprintf("udp/%d", udpPort)
-	res := b.run(t, "--url", h.url("dpf/status"), "--expect-leases", "2", "--delete", tcpKey,
+	res := b.run(t, "--url", h.url("dpf/status", "operator"), "--expect-leases", "2", "--delete", tcpKey,
 		"--shot", filepath.Join(shots, "luci-status.png"),
 		"--shot-after", filepath.Join(shots, "luci-status-after-delete.png"))
 
@@ -96,6 +104,15 @@ func TestLuCIStatusPage(t *testing.T) {
 	}
 	if res.Before.Counters["created"] != "2" {
 		t.Errorf("counters: %v, want created 2", res.Before.Counters)
+	}
+	counters := r.statusOf(t).Counters
+	for name := range counters {
+		if l, ok := res.Before.CounterLabels[name]; !ok || l == "" || l == name {
+			t.Errorf("dpfd reports counter %s; the page shows it with label %q (shown: %v)", name, l, ok)
+		}
+	}
+	if len(res.Before.CounterLabels) != len(counters) {
+		t.Errorf("the page shows counters %v; dpfd reports %v", res.Before.CounterLabels, counters)
 	}
 	host := lab.LANHost(0).String()
 	want := map[string]pageRow{
@@ -111,6 +128,12 @@ func TestLuCIStatusPage(t *testing.T) {
 			!strings.Contains(row.Client, host) || !strings.Contains(row.Description, "NAT-PMP") {
 			t.Errorf("lease row %+v, want %+v from client %s by NAT-PMP", row, w, host)
 		}
+		if row.Delete != "enabled" {
+			t.Errorf("lease row %s: Delete %s for a login that may delete", row.Key, row.Delete)
+		}
+	}
+	if res.Before.ReadOnly != "" {
+		t.Errorf("the page tells a login that may delete: %q", res.Before.ReadOnly)
 	}
 	if len(res.Countdown) != 2 || countdownSeconds(t, res.Countdown[1]) >= countdownSeconds(t, res.Countdown[0]) {
 		t.Errorf("time left does not count down: %q", res.Countdown)
@@ -137,9 +160,39 @@ func TestLuCIStatusPage(t *testing.T) {
 	r.mustNotReach("tcp", tcpPort)
 	r.mustReach("udp", udpPort)
 
+	// A login that may only read: uhttpd would refuse its delete, and the
+	// page offers none; a script's click on the disabled button sends
+	// nothing.
+	if code := h.callError("viewer", "dpf", "delete", fmt.Sprintf(`{"proto":"udp","ext_port":%d}`, udpPort)); code != jsonrpcAccessDenied {
+		t.Fatalf("a viewer's dpf delete: JSON-RPC error %d, want %d (Access denied)", code, jsonrpcAccessDenied)
+	}
+	res = b.run(t, "--url", h.url("dpf/status", "viewer"), "--expect-leases", "1", "--try-delete", udpKey,
+		"--shot", filepath.Join(shots, "luci-status-readonly.png"))
+	if !res.Tried || len(res.Before.Rows) != 1 || res.Before.Rows[0].Delete != "disabled" {
+		t.Errorf("read-only login: clicked %v; rows %+v, want one with Delete disabled", res.Tried, res.Before.Rows)
+	}
+	if res.Before.ReadOnly == "" {
+		t.Error("the page does not tell a read-only login that it may not delete")
+	}
+	if len(res.After.Rows) != 1 || res.After.Rows[0].Key != udpKey {
+		t.Errorf("after a read-only login's click on Delete the page shows %+v, want %s still", res.After.Rows, udpKey)
+	}
+	for _, c := range res.Ubus {
+		if c.Object == "dpf" && c.Method == "delete" {
+			t.Errorf("a read-only login's page called dpf delete %s", c.Args)
+		}
+	}
+	if d := h.callsOf("delete"); len(d) != 1 {
+		t.Errorf("dpf delete calls after the read-only login: %q, want only the first", d)
+	}
+	if ls := r.leases(); len(ls) != 1 {
+		t.Errorf("dpfd's leases after the read-only login: %+v, want udp/%d still", ls, udpPort)
+	}
+	r.mustReach("udp", udpPort)
+
 	// dpfd stopped: the page says so instead of showing stale data.
 	r.kill(syscall.SIGTERM)
-	res = b.run(t, "--url", h.url("dpf/status"), "--expect-error",
+	res = b.run(t, "--url", h.url("dpf/status", "operator"), "--expect-error",
 		"--shot", filepath.Join(shots, "luci-status-stopped.png"))
 	if !strings.Contains(res.Before.Error, "dpfd is not running") || len(res.Before.Rows) != 0 {
 		t.Errorf("with dpfd stopped the page shows error %q and rows %+v; want \"dpfd is not running\" and none", res.Before.Error, res.Before.Rows)
@@ -437,6 +490,9 @@ type pageRow struct {
 	Proto       string `json:"proto"`
 	Description string `json:"description"`
 	TimeLeft    string `json:"time_left"`
+	// Delete is the state of the row's Delete button: "enabled",
+	// "disabled" or "none".
+	Delete string `json:"delete"`
 }
 
 // pageState is what the status view showed at one moment.
@@ -445,9 +501,33 @@ type pageState struct {
 	Tabs          []string          `json:"tabs"`
 	Status        map[string]string `json:"status"`
 	Counters      map[string]string `json:"counters"`
+	CounterLabels map[string]string `json:"counterLabels"` // label of each counter shown
 	Rows          []pageRow         `json:"rows"`
 	Error         string            `json:"error"`
+	ReadOnly      string            `json:"readonly"` // the notice to a login that may not delete
 	Notifications []string          `json:"notifications"`
+}
+
+// ubusCall is one JSON-RPC call the page made.
+type ubusCall struct {
+	Object, Method string
+	Args           json.RawMessage
+}
+
+// UnmarshalJSON reads run.mjs's [object, method, args].
+func (c *ubusCall) UnmarshalJSON(b []byte) error {
+	var a []json.RawMessage
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	if len(a) != 3 {
+		return fmt.Errorf("ubus call %s: want [object, method, args]", b)
+	}
+	c.Args = a[2]
+	if err := json.Unmarshal(a[0], &c.Object); err != nil {
+		return err
+	}
+	return json.Unmarshal(a[1], &c.Method)
 }
 
 // browserResult is run.mjs's output.
@@ -461,6 +541,8 @@ type browserResult struct {
 	AtFailure    *pageState `json:"atFailure"`
 	Countdown    []string   `json:"countdown"`
 	DeleteMillis int64      `json:"deleteMillis"`
+	Tried        bool       `json:"tried"` // --try-delete found the button and clicked it
+	Ubus         []ubusCall `json:"ubus"`
 }
 
 // run runs run.mjs with args and returns its result; it fails t when the
@@ -507,15 +589,58 @@ func countdownSeconds(t *testing.T, s string) int {
 	return ((n(m[1])*24+n(m[2]))*60+n(m[3]))*60 + n(m[4])
 }
 
+// aclFiles are the rpcd ACL files of the two packages, as installed on a
+// router with both.
+var aclFiles = []string{
+	"luci/root/usr/share/rpcd/acl.d/luci-app-dpf.json",
+	"files/usr/share/rpcd/acl.d/dpf.json",
+}
+
+// luciLogin is a login section of rpcd's configuration (/etc/config/rpcd):
+// the ACL groups its sessions may read and write, as fnmatch patterns.
+type luciLogin struct {
+	read, write []string
+}
+
+// luciLogins are the logins the test's pages are opened as.
+var luciLogins = map[string]luciLogin{
+	// operator may delete: not through luci-app-dpf, which it may only
+	// read, but through dpf-write, the dpf package's group for deleting.
+	"operator": {read: []string{"luci-app-dpf", "luci-app-dpf-config"}, write: []string{"dpf-write"}},
+	// viewer may read everything of dpf and delete nothing.
+	"viewer": {read: []string{"luci-app-dpf", "luci-app-dpf-config", "dpf-*"}},
+}
+
+// ubusGrant is what one session may call: method patterns by object
+// pattern (rpcd's ubus scope).
+type ubusGrant map[string][]string
+
+// allows reports whether the grant covers object's method, matched as
+// rpcd matches its ACL entries.
+func (g ubusGrant) allows(object, method string) bool {
+	for op, mps := range g {
+		if ok, _ := path.Match(op, object); !ok {
+			continue
+		}
+		for _, mp := range mps {
+			if ok, _ := path.Match(mp, method); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // luciHarness is the test's web server: uhttpd and rpcd for the page.
 type luciHarness struct {
 	t    *testing.T
 	r    *router
 	base string
 	root string
-	// acl lists the ubus methods the app's ACL grants, by object (read
-	// and write together, as for an administrator).
-	acl map[string][]string
+	// sessions holds what each session may call, by session ID; sids
+	// the session ID of each of luciLogins.
+	sessions map[string]ubusGrant
+	sids     map[string]string
 	// signature is "dpfd rpcd list": the methods of object dpf.
 	signature map[string]map[string]any
 
@@ -527,27 +652,51 @@ type luciHarness struct {
 func startLuCIHarness(t *testing.T, r *router) *luciHarness {
 	t.Helper()
 	root := repoRoot(t)
-	h := &luciHarness{t: t, r: r, root: root, acl: map[string][]string{}}
+	h := &luciHarness{t: t, r: r, root: root, sessions: map[string]ubusGrant{}, sids: map[string]string{}}
 
-	var acl map[string]struct {
-		Read, Write struct {
-			Ubus map[string][]string `json:"ubus"`
+	// A session gets, as rpcd's session login sets it up, the ubus
+	// entries of every ACL group whose read or write part its login
+	// allows.
+	type aclPart struct {
+		Ubus map[string][]string `json:"ubus"`
+	}
+	groups := map[string]map[string]aclPart{} // group -> "read"/"write" -> part
+	for _, f := range aclFiles {
+		var acl map[string]map[string]json.RawMessage
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err == nil {
+			err = json.Unmarshal(b, &acl)
+		}
+		if err != nil {
+			t.Fatalf("ACL file %s: %v", f, err)
+		}
+		for group, perms := range acl {
+			groups[group] = map[string]aclPart{}
+			for _, perm := range []string{"read", "write"} {
+				var part aclPart
+				if raw, ok := perms[perm]; ok {
+					if err := json.Unmarshal(raw, &part); err != nil {
+						t.Fatalf("ACL file %s, group %s, %s: %v", f, group, perm, err)
+					}
+					groups[group][perm] = part
+				}
+			}
 		}
 	}
-	aclJSON, err := os.ReadFile(filepath.Join(root, "luci/root/usr/share/rpcd/acl.d/luci-app-dpf.json"))
-	if err == nil {
-		err = json.Unmarshal(aclJSON, &acl)
-	}
-	if err != nil {
-		t.Fatalf("ACL file: %v", err)
-	}
-	for _, grant := range acl {
-		for obj, methods := range grant.Read.Ubus {
-			h.acl[obj] = append(h.acl[obj], methods...)
+	for name, login := range luciLogins {
+		grant := ubusGrant{}
+		for group, parts := range groups {
+			for perm, part := range parts {
+				if !login.allows(perm, group) {
+					continue
+				}
+				for obj, methods := range part.Ubus {
+					grant[obj] = append(grant[obj], methods...)
+				}
+			}
 		}
-		for obj, methods := range grant.Write.Ubus {
-			h.acl[obj] = append(h.acl[obj], methods...)
-		}
+		sid := randomSessionID(t)
+		h.sessions[sid], h.sids[name] = grant, sid
 	}
 
 	// rpcd asks a plugin for its methods once, when it starts.
@@ -586,8 +735,63 @@ func startLuCIHarness(t *testing.T, r *router) *luciHarness {
 	return h
 }
 
-func (h *luciHarness) url(view string) string {
-	return h.base + "/?view=" + view
+// allows reports whether the login may have perm ("read" or "write") of
+// an ACL group, as rpcd decides it: write implies read.
+func (l luciLogin) allows(perm, group string) bool {
+	patterns := l.write
+	if perm == "read" {
+		patterns = append(slices.Clone(l.read), l.write...)
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, group); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// randomSessionID returns a session ID as rpcd makes them: 32 hex digits.
+func randomSessionID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// url is the address of a view opened by a session of login.
+func (h *luciHarness) url(view, login string) string {
+	sid, ok := h.sids[login]
+	if !ok {
+		h.t.Fatalf("no login %q", login)
+	}
+	return h.base + "/?view=" + view + "&session=" + sid
+}
+
+// callError makes one ubus call as a session of login, as the page would,
+// and returns its JSON-RPC error code (0: none).
+func (h *luciHarness) callError(login, object, method, args string) int {
+	h.t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"call","params":[%q,%q,%q,%s]}`, h.sids[login], object, method, args)
+	client := &http.Client{Timeout: rpcdCallTimeout}
+	resp, err := client.Post(h.base+"/ubus/", "application/json", strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reply struct {
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		h.t.Fatalf("ubus reply: %v", err)
+	}
+	if reply.Error == nil {
+		return 0
+	}
+	return reply.Error.Code
 }
 
 // callsOf returns the arguments of the dpf calls of one method, in order.
@@ -649,12 +853,40 @@ func (h *luciHarness) ubus(w http.ResponseWriter, req *http.Request) {
 		fail(jsonrpcInvalidRequest, "Invalid request")
 		return
 	}
+	var sid string
+	if json.Unmarshal(msg.Params[0], &sid) != nil {
+		fail(jsonrpcInvalidRequest, "Invalid request")
+		return
+	}
 	args := msg.Params[3]
-	if !slices.Contains(h.acl[object], method) {
+	// uhttpd asks rpcd whether the session may make the call; an unknown
+	// session may make none.
+	grant, ok := h.sessions[sid]
+	if !ok || !grant.allows(object, method) {
 		fail(jsonrpcAccessDenied, "Access denied")
 		return
 	}
 	switch object {
+	case "session":
+		// rpcd's "session" "access" for the caller's own session
+		// (uhttpd adds it), in the ubus scope. Without object and
+		// function rpcd lists the session's ACL, which no view here
+		// asks for.
+		var a struct {
+			Scope    string `json:"scope"`
+			Object   string `json:"object"`
+			Function string `json:"function"`
+		}
+		if method != "access" {
+			reply(map[string]any{"result": []any{ubusMethodNotFound}})
+			return
+		}
+		if json.Unmarshal(args, &a) != nil || a.Object == "" || a.Function == "" {
+			reply(map[string]any{"result": []any{ubusInvalidArgument}})
+			return
+		}
+		allowed := (a.Scope == "" || a.Scope == "ubus") && grant.allows(a.Object, a.Function)
+		reply(map[string]any{"result": []any{ubusOK, map[string]any{"access": allowed}}})
 	case "dpf":
 		status, data := h.callDPF(method, args)
 		if data == nil {

@@ -14,8 +14,13 @@
  *    #view (view.extend, load(), render(), addFooter()).
  *  - E() / dom.create, dom.append, dom.content: an array child becomes text
  *    nodes, a bare string child is assigned to innerHTML (as in LuCI).
- *  - rpc.declare: a ubus JSON-RPC "call" POSTed to env.ubuspath; params,
- *    expect, filter and reject as documented; a JSON-RPC error rejects.
+ *  - rpc.declare: a ubus JSON-RPC "call" POSTed to env.ubuspath with the
+ *    session env.sessionid; params, expect, filter and reject as
+ *    documented; a JSON-RPC error (such as uhttpd's "Access denied")
+ *    rejects. LuCI's server writes the login's session into the page's
+ *    env; the harness page sets env.sessionid from its ?session=, and
+ *    the test's server answers for that session as uhttpd and rpcd do
+ *    (its ACL, and "session" "access" for what a view may call).
  *  - poll.add(fn, seconds): one loop ticking every second, fn runs on every
  *    tick divisible by its interval (tick 0 included) and never twice at once.
  *  - ui.addNotification, String.prototype.format (%s %d %f %x %t %h %q %%),

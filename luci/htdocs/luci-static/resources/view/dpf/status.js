@@ -14,6 +14,10 @@
  * not running; a ubus or access failure rejects (reject: true), and both
  * end up in the same notice at the top of the page.
  *
+ * Delete is offered only to a session that may call dpf delete (see
+ * callSessionAccess); for others the button is disabled, as LuCI disables
+ * the controls of a read-only view.
+ *
  * Text that comes from the router (descriptions set by LAN hosts, host
  * names) is always passed to E() inside an array, so that it becomes a text
  * node: a bare string child is set as innerHTML.
@@ -36,6 +40,18 @@ var callDelete = rpc.declare({
 	method: 'delete',
 	params: [ 'proto', 'ext_port' ],
 	reject: true
+});
+
+/* Whether this session may call dpf delete: rpcd's answer for the ubus
+ * ACL entry (scope "ubus", object "dpf", function "delete"), which is
+ * what uhttpd checks before it passes the call on. Write access to either
+ * ACL group that grants it (luci-app-dpf of this app, dpf-write of the
+ * dpf package) is enough. */
+var callSessionAccess = rpc.declare({
+	object: 'session',
+	method: 'access',
+	params: [ 'scope', 'object', 'function' ],
+	expect: { access: false }
 });
 
 /* Host names of the LAN hosts, as the Status > Overview page shows them. */
@@ -117,8 +133,18 @@ return view.extend({
 	/* Number of the latest refresh; older answers are dropped. */
 	seq: 0,
 
+	/* Whether this session may delete leases (callSessionAccess). */
+	canDelete: false,
+
 	load: function() {
-		return this.fetch();
+		return Promise.all([
+			this.fetch(),
+			/* Unanswered, it leaves Delete off: the call would fail too. */
+			L.resolveDefault(callSessionAccess('ubus', 'dpf', 'delete'), false)
+		]).then(L.bind(function(res) {
+			this.canDelete = (res[1] === true);
+			return res[0];
+		}, this));
 	},
 
 	fetch: function() {
@@ -141,6 +167,9 @@ return view.extend({
 	handleDelete: function(lease, ev) {
 		var btn = ev.currentTarget,
 		    row = dom.parent(btn, 'tr');
+
+		if (!this.canDelete)
+			return;
 
 		btn.disabled = true;
 		btn.classList.add('spinning');
@@ -272,7 +301,8 @@ return view.extend({
 				E('td', { 'class': 'td cbi-section-actions' }, [
 					E('button', {
 						'class': 'btn cbi-button cbi-button-remove',
-						'title': _('Close this pinhole now'),
+						'title': this.canDelete ? _('Close this pinhole now') : _('This login may not delete pinholes'),
+						'disabled': this.canDelete ? null : true,
 						'click': L.bind(this.handleDelete, this, lease)
 					}, [ _('Delete') ])
 				])
@@ -345,6 +375,9 @@ return view.extend({
 			]),
 			E('div', { 'class': 'cbi-section' }, [
 				E('h3', [ _('Open pinholes') ]),
+				this.canDelete ? '' : E('div', { 'class': 'cbi-section-descr', 'id': 'dpf-readonly' }, [
+					_('This login may view the pinholes but not delete them.')
+				]),
 				E('table', { 'class': 'table cbi-section-table', 'id': 'dpf-leases' })
 			]),
 			E('div', { 'class': 'cbi-section' }, [
