@@ -179,15 +179,21 @@ qemu-test:
 	done; exit $$status
 
 # Static dpfd and dpf for every OpenWrt architecture, with their sizes.
+# They carry the version of the package make ipk puts them in, which
+# --version prints before git describe ("dpfd 0.0.0+git28.4a69640-1 (4a69640)");
+# make build leaves it out.
 openwrt:
-	$(IPKBUILD) binaries -out $(OPENWRT_BIN) -ldflags "$(LDFLAGS)" \
+	$(IPKBUILD) binaries -out $(OPENWRT_BIN) -ldflags "$(LDFLAGS)" -describe "$(VERSION)" -commits $(GIT_COMMITS) \
 	  $(if $(filter undefined,$(origin OPENWRT_TAGS)),,-tags "$(OPENWRT_TAGS)")
 
 # dpf_<version>_<arch>.ipk for every architecture and luci-app-dpf_<version>_all.ipk
-# (see openwrt/README.md). The version comes from git describe.
+# (see openwrt/README.md). The version comes from git describe. The dpf
+# package holds LICENSE and the licence of every module linked into dpfd
+# and dpf (read from their build information and the module cache of $(GO))
+# in /usr/share/licenses/dpf/.
 ipk: openwrt
 	$(IPKBUILD) packages -bin $(OPENWRT_BIN) -out $(IPK_DIR) -describe "$(VERSION)" \
-	  -commits $(GIT_COMMITS) -epoch $(SOURCE_DATE_EPOCH) -maintainer "$(IPK_MAINTAINER)"
+	  -commits $(GIT_COMMITS) -epoch $(SOURCE_DATE_EPOCH) -maintainer "$(IPK_MAINTAINER)" -go "$(GO)"
 
 clean:
 	rm -rf bin $(ARTIFACTS)

@@ -50,7 +50,9 @@ func TestPackages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	bins := t.TempDir()
-	sizes, err := BuildBinaries(ctx, goCommand(t), repoRoot, bins, "-s -w -X main.Version=test", strings.Join(BuildTags, ","))
+	version := ipk.VersionFromDescribe("v1.2.3-4-gabcdef0", 0)
+	ldflags := "-s -w -X main.Version=v1.2.3-4-gabcdef0 -X github.com/dpf-router/dpf/src/daemon.Version=v1.2.3-4-gabcdef0 " + PackageVersionFlag(version)
+	sizes, err := BuildBinaries(ctx, goCommand(t), repoRoot, bins, ldflags, strings.Join(BuildTags, ","))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +63,8 @@ func TestPackages(t *testing.T) {
 			t.Errorf("%s: dpfd is %d bytes, more than %d (tags %q)", tg.Arch, s["dpfd"], MaxDPFDSize, BuildTags)
 		}
 	}
-	o := Options{Root: repoRoot, BinDir: bins, Version: ipk.VersionFromDescribe("v1.2.3-4-gabcdef0", 0),
-		Epoch: 1700000000, Maintainer: "Test <test@example.org>"}
+	o := Options{Root: repoRoot, BinDir: bins, Version: version,
+		Epoch: 1700000000, Maintainer: "Test <test@example.org>", Go: goCommand(t)}
 	first, err := BuildAll(o, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -89,9 +91,27 @@ func TestPackages(t *testing.T) {
 			p := readIPK(t, first[i], o.Epoch)
 			checkControl(t, p, "dpf", o.Version, tg.Arch, "libc", "kmod-nft-nat")
 			checkDPFData(t, p, tg)
+			checkLicenses(t, p.files())
 			checkScripts(t, p)
 			checkWithSystemTar(t, first[i], p)
+			if run := versionRunner(tg); run != nil {
+				dir := t.TempDir()
+				for _, b := range Binaries {
+					f := filepath.Join(dir, b.Name)
+					if err := os.WriteFile(f, p.data[b.Path].data, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					checkVersionOutput(t, run(t, f), b.Name, version, "v1.2.3-4-gabcdef0")
+				}
+			}
 		})
+	}
+	// The version test covers the native build and one big-endian MIPS
+	// build under qemu-user: both must have run.
+	for _, arch := range []string{"x86_64", "mips_24kc"} {
+		if !slices.ContainsFunc(Targets, func(tg Target) bool { return tg.Arch == arch && versionRunner(tg) != nil }) {
+			t.Errorf("no --version run for %s", arch)
+		}
 	}
 	t.Run("luci-app-dpf", func(t *testing.T) {
 		f := first[len(first)-1]
@@ -144,6 +164,17 @@ type unpacked struct {
 	data    map[string]member // "/usr/sbin/dpfd", "/etc/", ...
 	fields  map[string]string
 	dataLen int
+}
+
+// files returns the regular files of the data archive by absolute path.
+func (p unpacked) files() map[string][]byte {
+	out := map[string][]byte{}
+	for name, m := range p.data {
+		if m.hdr.Typeflag == tar.TypeReg {
+			out[name] = m.data
+		}
+	}
+	return out
 }
 
 // readIPK unpacks a package with archive/tar, checking on the way that
@@ -217,11 +248,14 @@ func untar(t *testing.T, gz []byte, epoch int64) ([]member, int) {
 func checkControl(t *testing.T, p unpacked, pkg, version, arch string, depends ...string) {
 	t.Helper()
 	f := p.fields
-	for _, name := range []string{"Package", "Version", "Depends", "Source", "SourceName", "Section",
-		"SourceDateEpoch", "URL", "Maintainer", "Architecture", "Installed-Size", "Description"} {
+	for _, name := range []string{"Package", "Version", "Depends", "Source", "SourceName", "License", "LicenseFiles",
+		"Section", "SourceDateEpoch", "URL", "Maintainer", "Architecture", "Installed-Size", "Description"} {
 		if f[name] == "" {
 			t.Errorf("control: no %s field", name)
 		}
+	}
+	if f["License"] != "MIT" || f["LicenseFiles"] != "LICENSE" {
+		t.Errorf("control: License %q LicenseFiles %q, want MIT and LICENSE", f["License"], f["LicenseFiles"])
 	}
 	if f["Package"] != pkg || f["Version"] != version || !ipk.ValidVersion(f["Version"]) || f["Architecture"] != arch {
 		t.Errorf("control: Package %q Version %q Architecture %q", f["Package"], f["Version"], f["Architecture"])

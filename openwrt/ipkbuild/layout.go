@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"io/fs"
 	"os"
@@ -19,6 +21,7 @@ type Options struct {
 	Version    string // opkg version, see ipk.VersionFromDescribe
 	Epoch      int64  // SOURCE_DATE_EPOCH: every mtime, and the SourceDateEpoch field
 	Maintainer string // empty leaves the field out
+	Go         string // the go command that built the binaries ("go" when empty): the licences are in its module cache
 }
 
 // URL is the project's home.
@@ -161,12 +164,27 @@ func DPFPackage(o Options, t Target) (ipk.Package, error) {
 	if err != nil {
 		return ipk.Package{}, err
 	}
+	bins := map[string][]byte{}
 	for _, b := range Binaries {
 		data, err := os.ReadFile(filepath.Join(o.BinDir, t.Arch, b.Name))
 		if err != nil {
 			return ipk.Package{}, fmt.Errorf("%w (run make openwrt)", err)
 		}
+		// --version must name the package (PackageVersionFlag): a binary
+		// without the version string was built for another one.
+		if !bytes.Contains(data, []byte(o.Version)) {
+			return ipk.Package{}, fmt.Errorf("%s/%s/%s does not carry the version %s (built for another commit? run make openwrt)",
+				o.BinDir, t.Arch, b.Name, o.Version)
+		}
 		files = append(files, ipk.File{Path: b.Path, Mode: 0o755, Data: data})
+		bins[b.Name] = data
+	}
+	texts, err := Licenses(cmp.Or(o.Go, "go"), o.Root, bins)
+	if err != nil {
+		return ipk.Package{}, fmt.Errorf("licences: %w", err)
+	}
+	for name, data := range texts {
+		files = append(files, ipk.File{Path: path.Join(LicenseDir, name), Mode: 0o644, Data: data})
 	}
 	var conf []string
 	for _, f := range files {
@@ -181,6 +199,8 @@ func DPFPackage(o Options, t Target) (ipk.Package, error) {
 			Depends:         dpfDepends,
 			Source:          "openwrt/dpf",
 			SourceName:      "dpf",
+			License:         License,
+			LicenseFiles:    LicenseFiles,
 			Section:         "net",
 			SourceDateEpoch: o.Epoch,
 			URL:             URL,
@@ -222,6 +242,8 @@ func LuCIPackage(o Options) (ipk.Package, error) {
 			Depends:         luciDepends,
 			Source:          "openwrt/luci-app-dpf",
 			SourceName:      "luci-app-dpf",
+			License:         License,
+			LicenseFiles:    LicenseFiles,
 			Section:         "luci",
 			SourceDateEpoch: o.Epoch,
 			URL:             URL,

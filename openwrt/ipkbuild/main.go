@@ -3,15 +3,21 @@
 // OpenWrt SDK. `make openwrt` and `make ipk` run it from the repository
 // root:
 //
-//	ipkbuild binaries [-out bin/openwrt] [-ldflags FLAGS] [-tags TAGS]
+//	ipkbuild binaries [-out bin/openwrt] [-ldflags FLAGS] [-tags TAGS] [-describe DESC -commits N]
 //	ipkbuild packages [-bin bin/openwrt] [-out bin/ipk] -describe DESC -commits N -epoch SECONDS
+//	ipkbuild licenses -out DIR BINARY...
 //
 // binaries writes bin/openwrt/<arch>/{dpfd,dpf}, static (CGO_ENABLED=0,
 // -trimpath), built with BuildTags (targets.go) unless -tags says
-// otherwise, and prints their sizes. packages writes
-// dpf_<version>_<arch>.ipk for every target and luci-app-dpf_<version>_all.ipk.
-// The format is described in openwrt/internal/ipk; openwrt/README.md
-// says how to install and how to build in the SDK instead.
+// otherwise, and prints their sizes; with -describe the binaries carry the
+// package version (main.PackageVersion, printed by --version). packages
+// writes dpf_<version>_<arch>.ipk for every target and
+// luci-app-dpf_<version>_all.ipk. licenses writes the licence texts of DPF
+// and of every module linked into the binaries to DIR, as the dpf package
+// installs them in LicenseDir: the feed Makefile (openwrt/dpf/Makefile)
+// runs it. The format is described in openwrt/internal/ipk;
+// openwrt/README.md says how to install and how to build in the SDK
+// instead.
 package main
 
 import (
@@ -47,8 +53,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		ldflags := fl.String("ldflags", "-s -w", "go build -ldflags (the Makefile adds the version stamp)")
 		goCmd := fl.String("go", "go", "the go command")
 		tags := fl.String("tags", strings.Join(BuildTags, ","), "go build -tags, comma-separated (empty: every optional part)")
+		describe := fl.String("describe", "", "git describe --tags --always --dirty: stamp the package version (see packages)")
+		commits := fl.Int("commits", 0, "git rev-list --count HEAD (used when there is no tag)")
 		if err := fl.Parse(args[1:]); err != nil {
 			return err
+		}
+		if *describe != "" {
+			*ldflags += " " + PackageVersionFlag(ipk.VersionFromDescribe(*describe, *commits))
 		}
 		sizes, err := BuildBinaries(ctx, *goCmd, ".", *out, *ldflags, *tags)
 		if err != nil {
@@ -63,6 +74,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		commits := fl.Int("commits", 0, "git rev-list --count HEAD (used when there is no tag)")
 		fl.Int64Var(&o.Epoch, "epoch", 0, "SOURCE_DATE_EPOCH: the mtime of every file")
 		fl.StringVar(&o.Maintainer, "maintainer", "", "the Maintainer field (left out when empty)")
+		fl.StringVar(&o.Go, "go", "go", "the go command (its module cache and GOROOT hold the licences)")
 		if err := fl.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -82,10 +94,52 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%9d  %s\n", st.Size(), w)
 		}
 		return nil
+	case "licenses":
+		out := fl.String("out", "", "output directory (the package's "+LicenseDir+")")
+		goCmd := fl.String("go", "go", "the go command that built the binaries (its module cache and GOROOT hold the licences)")
+		if err := fl.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *out == "" || fl.NArg() == 0 {
+			return errors.New("usage: ipkbuild licenses -out DIR BINARY...")
+		}
+		bins := map[string][]byte{}
+		for _, f := range fl.Args() {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			bins[filepath.Base(f)] = b
+		}
+		texts, err := Licenses(*goCmd, ".", bins)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		for name, data := range texts {
+			if err := os.WriteFile(filepath.Join(*out, name), data, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
 	default:
-		return fmt.Errorf("unknown command %q (binaries or packages)", args[0])
+		return fmt.Errorf("unknown command %q (binaries, packages or licenses)", args[0])
 	}
 }
+
+// PackageVersionFlag is the go link flag that gives dpfd and dpf the
+// version of the package they are in: both print it first in --version
+// ("dpfd 1.2.3+git5.4a69640-1 (v1.2.3-5-g4a69640)"), where openwrt/packages'
+// CI looks for it. openwrt/dpf/Makefile sets the same variable.
+func PackageVersionFlag(version string) string {
+	return "-X " + PackageVersionVar + "=" + version
+}
+
+// PackageVersionVar is the variable of both commands' main packages that
+// holds the package version; empty (make build) leaves it out of --version.
+const PackageVersionVar = "main.PackageVersion"
 
 // BuildBinaries builds every Binaries entry for every target into
 // out/<arch>/ with the go command goCmd, run in the module root dir, with

@@ -29,7 +29,7 @@ func (d *Daemon) handle(ctx context.Context, method string, params json.RawMessa
 		}
 		return d.Delete(p)
 	case control.MethodReload:
-		return map[string]bool{"ok": true}, d.Reload()
+		return d.Reload()
 	case control.MethodReconcile:
 		return map[string]bool{"ok": true}, d.Reconcile()
 	}

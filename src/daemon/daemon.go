@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,12 @@ type Daemon struct {
 	wan       wanState  // wan.go: the last external address, for epoch resets
 	healStats healStats // heal.go: firewall repairs
 
+	// level is the logger's level, which Reload sets from option
+	// log_level; nil when the command line fixed it.
+	level *slog.LevelVar
+	// reloadMu serialises Reload.
+	reloadMu sync.Mutex
+
 	mu  sync.Mutex
 	cfg *config.Config // guarded by mu
 	lan []netip.Prefix // guarded by mu
@@ -62,6 +69,10 @@ type Daemon struct {
 type Options struct {
 	ConfigPath string
 	Logger     *slog.Logger
+	// Level, when not nil, is the level Logger filters at: Reload sets it
+	// from option log_level. Nil when the command line fixed the level
+	// (dpfd run --log-level), which then holds across reloads.
+	Level *slog.LevelVar
 	// ExtraListen adds listening addresses (tests).
 	ExtraListen []netip.AddrPort
 }
@@ -73,7 +84,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{cfgPath: opts.ConfigPath, log: log, clk: clock.Real{}, cfg: cfg}
+	d := &Daemon{cfgPath: opts.ConfigPath, log: log, level: opts.Level, clk: clock.Real{}, cfg: cfg}
 	d.started = d.clk.Now()
 
 	fw, err := firewall.New(cfg.Backend, firewall.Config{WANInterface: cfg.WANInterface, Logger: log.With("component", "firewall")})
@@ -398,39 +409,65 @@ func (d *Daemon) watch(ctx context.Context) {
 	}
 }
 
-// Reload re-reads the configuration file and applies what can change
-// without a restart: rules, lifetimes, quotas, external address override,
-// authentication mode and keys.
-// Interfaces, backend, database and socket paths and the D-Bus options
-// need a restart.
-func (d *Daemon) Reload() error {
+// Reload re-reads the configuration file and applies it, all or nothing.
+// When an option that needs a restart changed (config.RestartNeeded:
+// interfaces, backend, db, socket, D-Bus, enabled) it applies nothing and
+// names those options in the result: dpfd goes on exactly as it was
+// until it is restarted. Otherwise it applies every option in place:
+// rules, keys and auth, lifetimes, quotas, external_address,
+// reserved_ports, rate_limit and rate_burst, checkpoint_interval and
+// log_level (unless the command line set the level). A file that cannot
+// be read or is invalid is an error and changes nothing. Reloads are
+// serialised.
+func (d *Daemon) Reload() (control.ReloadResult, error) {
 	if d.cfgPath == "" {
-		return errors.New("no configuration file to reload")
+		return control.ReloadResult{}, errors.New("no configuration file to reload")
 	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.cfgPath)
 	if err != nil {
-		return err
+		return control.ReloadResult{}, err
 	}
 	d.mu.Lock()
 	old := d.cfg
-	if !slices.Equal(cfg.LANInterfaces, old.LANInterfaces) || cfg.WANInterface != old.WANInterface ||
-		cfg.Backend != old.Backend || cfg.DB != old.DB || cfg.Socket != old.Socket ||
-		cfg.DBus != old.DBus || cfg.DBusAddress != old.DBusAddress {
-		d.log.Warn("interfaces, backend, db, socket or dbus changed: restart dpfd to apply")
-		cfg.LANInterfaces, cfg.WANInterface, cfg.Backend, cfg.DB, cfg.Socket, cfg.DBus, cfg.DBusAddress =
-			old.LANInterfaces, old.WANInterface, old.Backend, old.DB, old.Socket, old.DBus, old.DBusAddress
+	d.mu.Unlock()
+	if names := config.RestartNeeded(old, cfg); len(names) > 0 {
+		d.log.Warn("configuration not applied: options changed that need a restart of dpfd",
+			"file", d.cfgPath, "restart_needed", strings.Join(names, ","))
+		return control.ReloadResult{RestartNeeded: names}, nil
 	}
+	// The server checks the keys again: the one step that can refuse the
+	// file, so it comes before anything else changes.
+	if err := d.applyAuth(cfg); err != nil {
+		return control.ReloadResult{}, fmt.Errorf("applying authentication keys: %w", err)
+	}
+	d.setLogLevel(cfg.LogLevel)
+	d.mu.Lock()
 	d.cfg = cfg
 	d.m.SetPolicy(d.policy())
 	d.mu.Unlock()
 	d.m.SetLimits(cfg.MinLifetime, cfg.MaxLifetime, cfg.MaxPerHost, cfg.MaxLeases)
-	if err := d.applyAuth(cfg); err != nil {
-		d.log.Error("authentication keys refused; keeping the old ones", "err", err)
-	}
+	d.m.SetCheckpointInterval(checkpointInterval(cfg)) // watch reads it from d.cfg
+	d.srv.SetRateLimit(cfg.RateLimit, cfg.RateBurst)
 	d.reserved.set(cfg.ReservedPorts)
 	d.updateExternal()
 	d.log.Info("configuration reloaded", "file", d.cfgPath, "rules", len(cfg.Rules))
-	return nil
+	return control.ReloadResult{OK: true}, nil
+}
+
+// setLogLevel sets the level of the daemon's logger to option log_level,
+// unless the command line fixed it (Options.Level nil).
+func (d *Daemon) setLogLevel(level string) {
+	if d.level == nil {
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		d.log.Warn("option log_level not applied", "err", err) // the parser accepts only valid levels
+		return
+	}
+	d.level.Set(l)
 }
 
 // Reconcile makes the firewall match the leases again (Sync re-creates

@@ -1,11 +1,12 @@
 // Command dpfd is DPF's router daemon: it answers PCP and NAT-PMP requests
 // from the LAN, opens pinholes in netfilter and keeps them in a lease store.
 //
-//	dpfd run [-c FILE]            run in the foreground
+//	dpfd run [-c FILE] [--log-level LEVEL] [--syslog [--syslog-socket PATH]]
+//	                              run in the foreground
 //	dpfd status [-c FILE] [--json]
 //	dpfd list [-c FILE] [--json]
 //	dpfd delete [-c FILE] tcp|udp PORT | --client ADDR
-//	dpfd reload [-c FILE]         re-read the configuration
+//	dpfd reload [-c FILE]         re-read the configuration (exit 4: restart needed)
 //	dpfd reconcile [-c FILE]      re-install every pinhole
 //	dpfd check [-c FILE]          validate the configuration file
 //	dpfd cleanup [-c FILE]        remove every rule dpfd added
@@ -14,7 +15,8 @@
 //	dpfd version
 //
 // Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 the
-// daemon is not running.
+// daemon is not running, 4 (reload) options changed that need a restart, so
+// the daemon applied none of the file.
 package main
 
 import (
@@ -39,6 +41,7 @@ import (
 	"github.com/dpf-router/dpf/src/control"
 	"github.com/dpf-router/dpf/src/daemon"
 	"github.com/dpf-router/dpf/src/firewall"
+	"github.com/dpf-router/dpf/src/internal/syslog"
 )
 
 // Exit codes.
@@ -47,6 +50,7 @@ const (
 	exitFailure    = 1
 	exitUsage      = 2
 	exitNotRunning = 3
+	exitRestart    = 4
 )
 
 const defaultConfig = "/etc/config/dpf"
@@ -63,12 +67,19 @@ var stopTrace = func() {}
 const usage = `usage: dpfd COMMAND [options]
 
 commands:
-  run [-c FILE] [--log-level LEVEL]   run the daemon in the foreground
+  run [-c FILE] [--log-level LEVEL] [--syslog [--syslog-socket PATH]]
+                                      run the daemon in the foreground; it logs
+                                      to stderr, or with --syslog to the system
+                                      log (PATH, default /dev/log) at each
+                                      line's own priority
   status [-c FILE] [--json]           show the daemon's state
   list [-c FILE] [--json]             list the leases
   delete [-c FILE] tcp|udp PORT       delete one lease
   delete [-c FILE] --client ADDR      delete every lease of a host
-  reload [-c FILE]                    re-read the configuration file
+  reload [-c FILE]                    re-read the configuration file; exit 4 and
+                                      "restart needed: OPTIONS" when options
+                                      changed that need a restart (then nothing
+                                      is applied)
   reconcile [-c FILE]                 re-install every pinhole
   check [-c FILE]                     validate the configuration file
   cleanup [-c FILE]                   remove every firewall rule dpfd added
@@ -97,7 +108,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("c", defaultConfig, "configuration file (UCI format)")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	client := fs.String("client", "", "with delete: delete every lease of this host")
-	logLevel := fs.String("log-level", "", "with run: debug, info, warn or error (overrides the file)")
+	logLevel := fs.String("log-level", "", "with run: debug, info, warn or error (overrides the file, also across reloads)")
+	useSyslog := fs.Bool("syslog", false, "with run: log to the system log instead of stderr")
+	syslogPath := fs.String("syslog-socket", syslog.DefaultPath, "with run --syslog: the system log's socket")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return exitUsage
 	}
@@ -116,7 +129,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "run":
-		return runDaemon(cfg, *cfgPath, *logLevel, stderr)
+		lo := logOptions{level: *logLevel, syslog: *useSyslog, syslogPath: *syslogPath}
+		return runDaemon(cfg, *cfgPath, lo, stderr)
 	case "check":
 		fmt.Fprintf(stdout, "%s: ok (%d rules)\n", *cfgPath, len(cfg.Rules))
 		return exitOK
@@ -174,8 +188,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "no lease matched")
 		}
 		return exitOK
-	case "reload", "reconcile":
-		if code := call(cfg, cmd, nil, nil, stderr); code != exitOK {
+	case "reload":
+		var res control.ReloadResult
+		if code := call(cfg, control.MethodReload, nil, &res, stderr); code != exitOK {
+			return code
+		}
+		if len(res.RestartNeeded) > 0 {
+			fmt.Fprintln(stdout, "restart needed:", strings.Join(res.RestartNeeded, ", "))
+			return exitRestart
+		}
+		fmt.Fprintln(stdout, "ok")
+		return exitOK
+	case "reconcile":
+		if code := call(cfg, control.MethodReconcile, nil, nil, stderr); code != exitOK {
 			return code
 		}
 		fmt.Fprintln(stdout, "ok")
@@ -194,7 +219,7 @@ func reorder(args []string) []string {
 		if strings.HasPrefix(a, "-") && a != "-" {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && (name == "c" || name == "client" || name == "log-level") && i+1 < len(args) {
+			if !strings.Contains(name, "=") && (name == "c" || name == "client" || name == "log-level" || name == "syslog-socket") && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -205,22 +230,42 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
-func newLogger(level string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+// logOptions are dpfd run's logging flags.
+type logOptions struct {
+	level      string // --log-level; empty: option log_level
+	syslog     bool   // --syslog
+	syslogPath string // --syslog-socket
 }
 
-func runDaemon(cfg *config.Config, path, level string, stderr io.Writer) int {
+// newLogger returns the daemon's logger and the level it filters at,
+// which starts at lo.level or else at option log_level (cfgLevel). It
+// writes to stderr, or with lo.syslog to the system log, one datagram per
+// line with the line's own priority (facility daemon, ident dpfd), falling
+// back to stderr while the system log cannot be reached.
+func newLogger(lo logOptions, cfgLevel string, stderr io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+	level := lo.level
 	if level == "" {
-		level = cfg.LogLevel
+		level = cfgLevel
 	}
-	log, err := newLogger(level, stderr)
+	lv := new(slog.LevelVar)
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	if !lo.syslog {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})), lv, nil
+	}
+	h := syslog.New(syslog.Options{Path: lo.syslogPath, Tag: "dpfd", Level: lv, Fallback: stderr})
+	return slog.New(h), lv, nil
+}
+
+func runDaemon(cfg *config.Config, path string, lo logOptions, stderr io.Writer) int {
+	log, level, err := newLogger(lo, cfg.LogLevel, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "dpfd:", err)
 		return exitUsage
+	}
+	if lo.level != "" {
+		level = nil // fixed by the command line, also across reloads
 	}
 	if !cfg.Enabled {
 		log.Info("disabled in configuration (option enabled '0'); removing rules and exiting")
@@ -230,7 +275,7 @@ func runDaemon(cfg *config.Config, path, level string, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	d, err := daemon.New(cfg, daemon.Options{ConfigPath: path, Logger: log})
+	d, err := daemon.New(cfg, daemon.Options{ConfigPath: path, Logger: log, Level: level})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailure
@@ -269,7 +314,8 @@ func runDaemon(cfg *config.Config, path, level string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := d.Reload(); err != nil {
+				// A reload that needs a restart logs the options itself.
+				if _, err := d.Reload(); err != nil {
 					log.Error("reload failed; keeping the old configuration", "err", err)
 				}
 			}
