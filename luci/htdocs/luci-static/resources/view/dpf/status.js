@@ -139,7 +139,7 @@ return view.extend({
 	load: function() {
 		return Promise.all([
 			this.fetch(),
-			/* Unanswered, it leaves Delete off: the call would fail too. */
+			/* Unanswered (rpcd down, say), it leaves Delete off. */
 			L.resolveDefault(callSessionAccess('ubus', 'dpf', 'delete'), false)
 		]).then(L.bind(function(res) {
 			this.canDelete = (res[1] === true);
