@@ -119,10 +119,16 @@ func (r *router) writeConfig(extra string) {
 // socket.
 func (r *router) start() {
 	r.t.Helper()
+	r.startWith()
+}
+
+// startWith is start with extra arguments for dpfd run.
+func (r *router) startWith(extra ...string) {
+	r.t.Helper()
 	if r.logBuf == nil {
 		r.logBuf = &syncBuffer{}
 	}
-	cmd := exec.Command(dpfdBin, "run", "-c", r.cfgPath)
+	cmd := exec.Command(dpfdBin, append([]string{"run", "-c", r.cfgPath}, extra...)...)
 	cmd.Stdout = r.logBuf
 	cmd.Stderr = r.logBuf
 	if err := r.lab.Start(r.lab.Router, cmd); err != nil {

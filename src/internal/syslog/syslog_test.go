@@ -122,7 +122,7 @@ func TestPriorities(t *testing.T) {
 		if got.text != want {
 			t.Errorf("%s: logd stores %q, want %q", c.name, got.text, want)
 		}
-		if strings.Contains(got.raw, "time=") {
+		if strings.Contains(got.raw, " time=") {
 			t.Errorf("%s: the time is there twice: %q", c.name, got.raw)
 		}
 	}
