@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +190,29 @@ func TestOneMoreGoal(t *testing.T) {
 	// miniupnpd stopped before 10,000: its figure at 1,000 stands in, said so.
 	if fig, _, ok := goalByPrefix(t, r2, "N=10,000 one more map (natpmp)").check(r2, DpfdNftables); !ok || !strings.Contains(fig, "at N=1,000, the most it reached") {
 		t.Errorf("stand-in: %q ok %v", fig, ok)
+	}
+}
+
+// TestDpfdRunArgs: the harness starts dpfd with the arguments OpenWrt's
+// init script gives it (procd_set_param command "$DPF_PROG" ...).
+func TestDpfdRunArgs(t *testing.T) {
+	b, err := os.ReadFile("../../files/etc/init.d/dpf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = `procd_set_param command "$DPF_PROG" `
+	var lines []string
+	for line := range strings.Lines(string(b)) {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, prefix) {
+			lines = append(lines, strings.TrimPrefix(l, prefix))
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("the init script has %d procd command lines for dpfd: %q", len(lines), lines)
+	}
+	want := strings.Join(dpfdRunArgs(`"$DPF_RUNCONF"`), " ")
+	if lines[0] != want {
+		t.Errorf("init script runs dpfd %s; the benchmark runs dpfd %s", lines[0], want)
 	}
 }
 

@@ -343,8 +343,10 @@ func (d *daemon) command() []string {
 	return []string{d.bin, "-f", d.confPath(), "-P", d.pidPath()}
 }
 
-// dpfdRunArgs are the arguments files/etc/init.d/dpf gives dpfd.
-func dpfdRunArgs(conf string) []string { return []string{"run", "-c", conf} }
+// dpfdRunArgs are the arguments files/etc/init.d/dpf gives dpfd
+// (TestDpfdRunArgs compares them with the script): logging to syslog, at
+// each line's own priority.
+func dpfdRunArgs(conf string) []string { return []string{"run", "-c", conf, "--syslog"} }
 
 // ErrDebugFlag is returned for a daemon command line or configuration
 // that turns on debug or verbose logging: every daemon runs as its users
