@@ -296,42 +296,33 @@ func (b *builder) rule(s *Section) (policy.Rule, error) {
 	return r, nil
 }
 
-// action reads a rule's option action.
-func (b *builder) action(o *Option) (policy.Action, error) {
+// singleParsed reads a single value with parse; bad is the message for a
+// value parse refuses, with %q for the value.
+func singleParsed[T any](b *builder, o *Option, parse func(string) (T, error), bad string) (T, error) {
+	var zero T
 	v, err := b.single(o)
 	if err != nil {
-		return 0, err
+		return zero, err
 	}
-	a, err := policy.ParseAction(v)
+	x, err := parse(v)
 	if err != nil {
-		return 0, b.errf(o.Line, o.Name, "%q is not allow or deny", v)
+		return zero, b.errf(o.Line, o.Name, bad, v)
 	}
-	return a, nil
+	return x, nil
+}
+
+// action reads a rule's option action.
+func (b *builder) action(o *Option) (policy.Action, error) {
+	return singleParsed(b, o, policy.ParseAction, "%q is not allow or deny")
 }
 
 // proto reads a rule's option proto.
 func (b *builder) proto(o *Option) (policy.Proto, error) {
-	v, err := b.single(o)
-	if err != nil {
-		return 0, err
-	}
-	p, err := policy.ParseProto(v)
-	if err != nil {
-		return 0, b.errf(o.Line, o.Name, "%q is not tcp, udp or any", v)
-	}
-	return p, nil
+	return singleParsed(b, o, policy.ParseProto, "%q is not tcp, udp or any")
 }
 
 func (b *builder) ports(o *Option) (policy.PortRange, error) {
-	s, err := b.single(o)
-	if err != nil {
-		return policy.PortRange{}, err
-	}
-	pr, err := policy.ParsePortRange(s)
-	if err != nil {
-		return policy.PortRange{}, b.errf(o.Line, o.Name, "%q is not a port, a range like 1024-65535 or any", s)
-	}
-	return pr, nil
+	return singleParsed(b, o, policy.ParsePortRange, "%q is not a port, a range like 1024-65535 or any")
 }
 
 // prefixes reads addresses and CIDR prefixes; with lanOK the word "lan"

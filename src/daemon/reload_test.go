@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,24 +38,6 @@ const reloadBase = `config dpf 'main'
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-// lockedBuffer is a log destination the test reads while the daemon writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // reloadRig is a daemon wired as New wires one, with fakes for the
 // firewall and the store and a fake clock, reading its configuration from
 // a file the test rewrites.
@@ -65,7 +46,7 @@ type reloadRig struct {
 	path  string
 	clk   *clock.Fake
 	st    *leasetest.Store
-	logs  *lockedBuffer
+	logs  *bytes.Buffer // written by the test goroutine only: Run logs nothing at info
 	level *slog.LevelVar
 }
 
@@ -74,7 +55,7 @@ type reloadRig struct {
 func newReloadRig(t *testing.T, text string, fixedLevel bool) *reloadRig {
 	t.Helper()
 	r := &reloadRig{path: filepath.Join(t.TempDir(), "dpf"), clk: clock.NewFake(t0), st: leasetest.NewStore(),
-		logs: &lockedBuffer{}, level: new(slog.LevelVar)}
+		logs: new(bytes.Buffer), level: new(slog.LevelVar)}
 	r.write(t, text)
 	cfg, err := config.Load(r.path)
 	if err != nil {

@@ -366,11 +366,41 @@ func inSection(t *testing.T, text, name, old, new string) string {
 	return text[:i] + replaceOnce(t, text[i:i+end], old, new) + text[i+end:]
 }
 
+// swap is a change that replaces old by new.
+func swap(old, new string) func(*testing.T, string) string {
+	return func(t *testing.T, b string) string { return replaceOnce(t, b, old, new) }
+}
+
+// inRule is a change that replaces old by new in section name.
+func inRule(name, old, new string) func(*testing.T, string) string {
+	return func(t *testing.T, b string) string { return inSection(t, b, name, old, new) }
+}
+
+// withMain is a change that adds line to the main section.
+func withMain(line string) func(*testing.T, string) string {
+	return func(t *testing.T, b string) string { return addMain(t, b, line) }
+}
+
+// lifetimeCase is the case of option min_lifetime or max_lifetime, changed
+// from one value to another: a mapping of port asking ask seconds is
+// granted ask before and want after.
+func lifetimeCase(option, from, to string, port uint16, ask, want uint32) reloadCase {
+	grant := func(t *testing.T, w *reloadWalk, want uint32) {
+		t.Helper()
+		if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, port, ask); resp.Result != 0 || resp.Lifetime != want {
+			t.Errorf("asked %d s (%s %s, then %s): granted %+v, want %d s", ask, option, from, to, resp, want)
+		}
+	}
+	return reloadCase{
+		change: swap("option "+option+" '"+from+"'", "option "+option+" '"+to+"'"),
+		before: func(t *testing.T, w *reloadWalk) { grant(t, w, ask) },
+		after:  func(t *testing.T, w *reloadWalk) { grant(t, w, want) },
+	}
+}
+
 // reloadCases is a case per option, by "section.name".
 func reloadCases() map[string]reloadCase {
-	restart := func(old, new string) reloadCase {
-		return reloadCase{restart: true, change: func(t *testing.T, b string) string { return replaceOnce(t, b, old, new) }}
-	}
+	restart := func(old, new string) reloadCase { return reloadCase{restart: true, change: swap(old, new)} }
 	return map[string]reloadCase{
 		// Restart needed: the sockets, the firewall, the store, the
 		// control socket and the bus are set up once.
@@ -384,7 +414,7 @@ func reloadCases() map[string]reloadCase {
 		"dpf.dbus_address":  restart("\toption dbus '0'\n", "\toption dbus '0'\n\toption dbus_address 'unix:path=/nonexistent/bus'\n"),
 
 		"dpf.external_address": {
-			change: func(t *testing.T, b string) string { return addMain(t, b, "option external_address '192.0.2.77'") },
+			change: withMain("option external_address '192.0.2.77'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				if a := w.r.publicAddress(t).ExternalAddr; a != lab.RouterWAN {
 					t.Errorf("external address %v before, want the WAN's %v", a, lab.RouterWAN)
@@ -396,40 +426,10 @@ func reloadCases() map[string]reloadCase {
 				}
 			},
 		},
-		"dpf.min_lifetime": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option min_lifetime '2'", "option min_lifetime '30'")
-			},
-			before: func(t *testing.T, w *reloadWalk) {
-				if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9100, 10); resp.Lifetime != 10 {
-					t.Errorf("granted %d s of 10 before", resp.Lifetime)
-				}
-			},
-			after: func(t *testing.T, w *reloadWalk) {
-				if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9100, 10); resp.Result != 0 || resp.Lifetime != 30 {
-					t.Errorf("asked 10 s with min_lifetime 30: granted %+v", resp)
-				}
-			},
-		},
-		"dpf.max_lifetime": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option max_lifetime '3600'", "option max_lifetime '100'")
-			},
-			before: func(t *testing.T, w *reloadWalk) {
-				if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9101, 3000); resp.Lifetime != 3000 {
-					t.Errorf("granted %d s of 3000 before", resp.Lifetime)
-				}
-			},
-			after: func(t *testing.T, w *reloadWalk) {
-				if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9101, 3000); resp.Result != 0 || resp.Lifetime != 100 {
-					t.Errorf("asked 3000 s with max_lifetime 100: granted %+v", resp)
-				}
-			},
-		},
+		"dpf.min_lifetime": lifetimeCase("min_lifetime", "2", "30", 9100, 10, 30),
+		"dpf.max_lifetime": lifetimeCase("max_lifetime", "3600", "100", 9101, 3000, 100),
 		"dpf.max_per_host": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option max_per_host '6'", "option max_per_host '1'")
-			},
+			change: swap("option max_per_host '6'", "option max_per_host '1'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "first mapping", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9102, 600), natpmp.ResultSuccess)
 				wantNATPMP(t, "second mapping of the host with max_per_host 1", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9103, 600), natpmp.ResultOutOfResources)
@@ -437,18 +437,14 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"dpf.max_leases": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option max_leases '100'", "option max_leases '1'")
-			},
+			change: swap("option max_leases '100'", "option max_leases '1'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "first mapping", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9105, 600), natpmp.ResultSuccess)
 				wantNATPMP(t, "another host's with max_leases 1", w.natpmp(t, hostAlice, natpmp.OpMapTCP, 9106, 600), natpmp.ResultOutOfResources)
 			},
 		},
 		"dpf.rate_limit": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option rate_limit '20'", "option rate_limit '0.001'")
-			},
+			change: swap("option rate_limit '20'", "option rate_limit '0.001'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				// Empty the host's bucket (40), then rest: at 20 a second
 				// it would hold 20 again after a second; at 0.001, none.
@@ -474,7 +470,7 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"dpf.reserved_ports": {
-			change: func(t *testing.T, b string) string { return addMain(t, b, "option reserved_ports '9200/tcp'") },
+			change: withMain("option reserved_ports '9200/tcp'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				if resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9200, 600); resp.ExternalPort != 9200 {
 					t.Errorf("port 9200 before: granted %+v", resp)
@@ -495,9 +491,7 @@ func reloadCases() map[string]reloadCase {
 			after: func(t *testing.T, w *reloadWalk) { w.checkpointCase(t) },
 		},
 		"dpf.log_level": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option log_level 'info'", "option log_level 'debug'")
-			},
+			change: swap("option log_level 'info'", "option log_level 'debug'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				w.natpmp(t, hostOther, natpmp.OpMapTCP, 9400, 600)
 				mark := len(w.r.logBuf.String())
@@ -527,9 +521,7 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"dpf.auth": {
-			change: func(t *testing.T, b string) string {
-				return replaceOnce(t, b, "option auth 'optional'", "option auth 'required'")
-			},
+			change: swap("option auth 'optional'", "option auth 'required'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "NAT-PMP with auth optional", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9500, 600), natpmp.ResultSuccess)
 			},
@@ -541,9 +533,7 @@ func reloadCases() map[string]reloadCase {
 
 		// Rules and keys are replaced as a whole on reload.
 		"rule.action": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option action 'allow'", "option action 'deny'")
-			},
+			change: inRule("plain", "option action 'allow'", "option action 'deny'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "allowed", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9600, 600), natpmp.ResultSuccess)
 			},
@@ -552,18 +542,14 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"rule.int_addr": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "list int_addr 'lan'", "list int_addr '"+lab.LANHost(hostOther).String()+"'")
-			},
+			change: inRule("plain", "list int_addr 'lan'", "list int_addr '"+lab.LANHost(hostOther).String()+"'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "the rule's address", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9602, 600), natpmp.ResultSuccess)
 				wantNATPMP(t, "another address", w.natpmp(t, hostAlice, natpmp.OpMapTCP, 9603, 600), natpmp.ResultNotAuthorized)
 			},
 		},
 		"rule.client": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option proto 'any'", "option proto 'any'\n\toption client '"+lab.LANHost(hostOther).String()+"'")
-			},
+			change: inRule("plain", "option proto 'any'", "option proto 'any'\n\toption client '"+lab.LANHost(hostOther).String()+"'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "any client", w.natpmp(t, hostAlice, natpmp.OpMapTCP, 9604, 600), natpmp.ResultSuccess)
 			},
@@ -573,18 +559,14 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"rule.int_ports": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option int_ports '1024-65535'", "option int_ports '9000-9010'")
-			},
+			change: inRule("plain", "option int_ports '1024-65535'", "option int_ports '9000-9010'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "inside int_ports", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9005, 600), natpmp.ResultSuccess)
 				wantNATPMP(t, "outside int_ports", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9700, 600), natpmp.ResultNotAuthorized)
 			},
 		},
 		"rule.ext_ports": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option ext_ports '1024-65535'", "option ext_ports '20000-20010'")
-			},
+			change: inRule("plain", "option ext_ports '1024-65535'", "option ext_ports '20000-20010'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				resp := w.natpmp(t, hostOther, natpmp.OpMapTCP, 9701, 600)
 				if resp.Result != 0 || resp.ExternalPort < 20000 || resp.ExternalPort > 20010 {
@@ -593,18 +575,14 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"rule.proto": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option proto 'any'", "option proto 'udp'")
-			},
+			change: inRule("plain", "option proto 'any'", "option proto 'udp'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "UDP", w.natpmp(t, hostOther, natpmp.OpMapUDP, 9702, 600), natpmp.ResultSuccess)
 				wantNATPMP(t, "TCP with proto udp", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9703, 600), natpmp.ResultNotAuthorized)
 			},
 		},
 		"rule.third_party": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option third_party '0'", "option third_party '1'")
-			},
+			change: inRule("plain", "option third_party '0'", "option third_party '1'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				wantPCP(t, "THIRD_PARTY with third_party 0", w.pcp(t, hostAlice, 9704, nil, pcp.ThirdPartyOption(lab.LANHost(hostOther))), pcp.ResultNotAuthorized)
 			},
@@ -613,17 +591,13 @@ func reloadCases() map[string]reloadCase {
 			},
 		},
 		"rule.auth": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "plain", "option proto 'any'", "option proto 'any'\n\toption auth 'alice'")
-			},
+			change: inRule("plain", "option proto 'any'", "option proto 'any'\n\toption auth 'alice'"),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantNATPMP(t, "unsigned, the rule needs key alice", w.natpmp(t, hostOther, natpmp.OpMapTCP, 9705, 600), natpmp.ResultNotAuthorized)
 			},
 		},
 		"rule.name": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "nolow", "option action 'deny'", "option action 'deny'\n\toption name 'renamed'")
-			},
+			change: inRule("nolow", "option action 'deny'", "option action 'deny'\n\toption name 'renamed'"),
 			before: func(t *testing.T, w *reloadWalk) { w.refusedBy(t, `\"nolow\"`) },
 			after:  func(t *testing.T, w *reloadWalk) { w.refusedBy(t, `\"renamed\"`) },
 		},
@@ -636,18 +610,14 @@ func reloadCases() map[string]reloadCase {
 			after:  func(t *testing.T, w *reloadWalk) { w.keyedLease(t, 9800, "carol") },
 		},
 		"key.secret": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "alice", pcp.FormatAuthKey(aliceKey), pcp.FormatAuthKey(bobKey))
-			},
+			change: inRule("alice", pcp.FormatAuthKey(aliceKey), pcp.FormatAuthKey(bobKey)),
 			after: func(t *testing.T, w *reloadWalk) {
 				wantPCP(t, "signed with the old secret", w.pcp(t, hostAlice, 9801, aliceKey), pcp.ResultNotAuthorized)
 				wantPCP(t, "signed with the new secret", w.pcp(t, hostAlice, 9802, bobKey), pcp.ResultSuccess)
 			},
 		},
 		"key.address": {
-			change: func(t *testing.T, b string) string {
-				return inSection(t, b, "alice", "list address '"+lab.LANHost(hostAlice).String()+"'", "list address '"+lab.LANHost(hostOther).String()+"'")
-			},
+			change: inRule("alice", "list address '"+lab.LANHost(hostAlice).String()+"'", "list address '"+lab.LANHost(hostOther).String()+"'"),
 			before: func(t *testing.T, w *reloadWalk) {
 				wantPCP(t, "key from its address", w.pcp(t, hostAlice, 9803, aliceKey), pcp.ResultSuccess)
 			},
