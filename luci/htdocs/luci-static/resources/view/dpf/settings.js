@@ -88,7 +88,7 @@ return view.extend({
 		var m, s, o;
 
 		m = new form.Map('dpf', _('DPF port forwarding'),
-			_('dpfd opens pinholes in the firewall for hosts on the LAN that ask for them with PCP or NAT-PMP, and closes them when they are released or lapse. Changes to rules, lifetimes, quotas and the external address apply on reload; interfaces, the backend, the database and the socket need a restart.'));
+			_('dpfd opens pinholes in the firewall for hosts on the LAN that ask for them with PCP or NAT-PMP, and closes them when they are released or lapse. Saved changes apply at once, without cutting connections; a change of the interfaces, the backend, the database, the control socket or D-Bus restarts dpfd, which keeps its pinholes.'));
 
 		s = m.section(form.NamedSection, 'main', 'dpf', _('Service'));
 		s.addremove = false;
@@ -120,7 +120,7 @@ return view.extend({
 		o.placeholder = _('address of the WAN interface');
 
 		o = s.taboption('general', form.ListValue, 'backend', _('Firewall backend'),
-			_('Takes effect after a restart.'));
+			_('Changing it restarts dpfd.'));
 		o.value('auto', _('automatic (nftables when available)'));
 		o.value('nftables', 'nftables');
 		o.value('iptables', 'iptables');
@@ -154,6 +154,16 @@ return view.extend({
 			_('The most pinholes of all hosts together.'));
 		o.datatype = 'min(1)';
 		o.placeholder = '4096';
+
+		o = s.taboption('limits', form.DynamicList, 'reserved_ports', _('Reserved ports'),
+			_('External ports never handed out, whatever the rules allow, because the router serves them itself: 22/tcp, 53 (both protocols) or 6000-6010/udp. "default" stands for 22/tcp 23/tcp 53 80/tcp 443/tcp 67/udp 68/udp 123/udp 1900/udp 5351/udp 5353/udp; "none" alone reserves nothing. Ports the router listens on are always refused as well.'));
+		o.placeholder = 'default';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '' || /^(default|none|\d+(-\d+)?(\/(tcp|udp))?)$/i.test(value))
+				return true;
+
+			return _('Expecting default, none, a port or a range, with /tcp or /udp if only one protocol');
+		};
 
 		o = s.taboption('limits', form.Value, 'rate_limit', _('Request rate'),
 			_('Requests per second one host may send; more are dropped.'));
@@ -210,12 +220,12 @@ return view.extend({
 		o.placeholder = '300';
 
 		o = s.taboption('advanced', form.Value, 'db', _('Lease database'),
-			_('Kept across restarts. Takes effect after a restart.'));
+			_('Kept across restarts. Changing it restarts dpfd.'));
 		o.placeholder = '/etc/dpf/leases.db';
 		o.validate = validatePath;
 
 		o = s.taboption('advanced', form.Value, 'socket', _('Control socket'),
-			_('Used by the dpfd command line and by this page. Takes effect after a restart.'));
+			_('Used by the dpfd command line and by this page. Changing it restarts dpfd.'));
 		o.placeholder = '/var/run/dpfd.sock';
 		o.validate = validatePath;
 
