@@ -135,6 +135,10 @@ func TestDBusWiring(t *testing.T) {
 		t.Errorf("LeaseAdded %v", got)
 	}
 	var n uint32
+	// The service changes LeaseCount right after it sends LeaseAdded
+	// (dbusapi's TestSignalsAndPropertiesChanged holds that order): wait
+	// for the change's signal before reading the property.
+	nextSignal(t, ch, "org.freedesktop.DBus.Properties.PropertiesChanged")
 	if err := obj.Call("org.freedesktop.DBus.Properties.Get", 0, dbusapi.Interface, "LeaseCount").Store(&v); err != nil || v.Value() != uint32(1) {
 		t.Errorf("LeaseCount = %v, %v", v, err)
 	}
