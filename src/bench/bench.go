@@ -138,10 +138,11 @@ const (
 	MDelOneP99  = "delete_one_p99_ms"
 	MOneSamples = "one_samples" // map+delete pairs behind the four above
 	// dpfd only: the disk's own write+fdatasync, timed right after the
-	// one-more samples at N, as many times, in the directory of dpfd's
-	// database, with the size of the journal record of one map
-	// (MSyncBytes); MMapOverSync is MMapOneP99 minus MSyncP99 of the
-	// same run.
+	// one-more samples at N, as dpfd's journal wrote during them (as
+	// many map-sized and delete-sized writes, at their pace; see
+	// syncBeside), in the directory of dpfd's database; the figures are
+	// the map-sized writes' (MSyncBytes). MMapOverSync is MMapOneP99
+	// minus MSyncP99 of the same run.
 	MSyncBytes   = "sync_probe_bytes"
 	MSyncP50     = "sync_p50_ms"
 	MSyncP99     = "sync_p99_ms"
@@ -435,9 +436,18 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		// it.
 		oneNote := ""
 		if reached < n {
-			oneNote = fmt.Sprintf("at %d mappings, where the fill stopped", reached)
+			// The requests still queued when the budget ran out
+			// (and their retransmissions) are the daemon's to
+			// answer first: the samples start when it is done.
+			waited, err := waitQuietDaemon(e.d, backlogLimit)
+			if err != nil {
+				return err
+			}
+			oneNote = fmt.Sprintf("at %d mappings, where the fill stopped, after %v for the daemon to finish the requests in flight", reached, waited.Round(time.Second))
 		}
+		oneStart := time.Now()
 		mapLat, delLat, err := oneMore(ctx, gen, c.Samples, c.SampleBudget)
+		oneTook := time.Since(oneStart)
 		if err != nil && reached < n {
 			return nil // requests fail: larger N are out of reach
 		}
@@ -450,9 +460,16 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		m(n, MDelOneP99, ms(Percentile(delLat, 99)), oneNote)
 		m(n, MOneSamples, float64(len(mapLat)), oneNote)
 		if t.IsDpfd() {
-			if err := syncBeside(c, e.d, mapLat, func(metric string, v float64) { m(n, metric, v, oneNote) }); err != nil {
+			var syncP99 float64
+			if err := syncBeside(c, e.d, len(mapLat), oneTook, func(metric string, v float64) {
+				m(n, metric, v, oneNote)
+				if metric == MSyncP99 {
+					syncP99 = v
+				}
+			}); err != nil {
 				return fmt.Errorf("disk probe at N=%d: %w", n, err)
 			}
+			m(n, MMapOverSync, ms(Percentile(mapLat, 99))-syncP99, oneNote)
 		}
 		if reached < n {
 			c.Logf("  N=%d (%s) one more: %d samples, map p50 %.2f ms", n, oneNote, len(mapLat), ms(Percentile(mapLat, 50)))
@@ -479,6 +496,11 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 	}
 	return nil
 }
+
+// backlogLimit bounds the wait for a daemon whose fill step ran out of
+// budget to answer what was still in flight (32 requests and their
+// retransmissions, each of which may take a slow daemon a second).
+const backlogLimit = time.Minute
 
 // minSamples is the fewest one-more samples taken whatever the budget, so
 // that a slow daemon still gets a median.
@@ -509,29 +531,31 @@ func oneMore(ctx context.Context, gen *Generator, samples int, budget time.Durat
 	return mapLat, delLat, nil
 }
 
-// syncBeside times the disk's own write+fdatasync right after dpfd's
-// one-more samples mapLat, as many times, in the directory of its
-// database and with the size of the journal record of one of those maps
-// (read from its journal), and records the figures through m.
-func syncBeside(c Config, d *daemon, mapLat []time.Duration, m func(metric string, v float64)) error {
-	puts, _, err := store.JournalRecordSizes(filepath.Join(d.dbDir, "leases.db-journal"))
+// syncBeside times the disk's own writes right after dpfd's one-more
+// samples, as dpfd's journal made them: pairs pairs of a write of the size
+// of dpfd's record for one of those maps and one of the size of its record
+// for a delete, each followed by fdatasync, at the pace of the samples (the
+// pairs spread over took), in the directory of dpfd's database; the sizes
+// are read from dpfd's journal. The figures, through m, are those of the
+// map-sized writes.
+func syncBeside(c Config, d *daemon, pairs int, took time.Duration, m func(metric string, v float64)) error {
+	puts, dels, err := store.JournalRecordSizes(filepath.Join(d.dbDir, "leases.db-journal"))
 	if err != nil {
 		return fmt.Errorf("reading dpfd's journal: %w", err)
 	}
-	if len(puts) == 0 {
-		return errors.New("dpfd's journal holds no single map's record")
+	if len(puts) == 0 || len(dels) == 0 {
+		return errors.New("dpfd's journal holds no single map's or delete's record")
 	}
 	size := puts[len(puts)-1]
-	lat, err := syncProbe(d.dbDir, size, len(mapLat), c.SampleBudget)
+	lat, err := syncProbe(d.dbDir, []int{size, dels[len(dels)-1]}, pairs, took/time.Duration(max(pairs, 1)), c.SampleBudget)
 	if err != nil {
 		return err
 	}
 	m(MSyncBytes, float64(size))
 	m(MSyncP50, ms(Percentile(lat, 50)))
 	m(MSyncP99, ms(Percentile(lat, 99)))
-	m(MMapOverSync, ms(Percentile(mapLat, 99))-ms(Percentile(lat, 99)))
-	c.Logf("  disk beside it: %d samples of %d bytes + fdatasync, p50 %.2f ms p99 %.2f ms", len(lat), size,
-		ms(Percentile(lat, 50)), ms(Percentile(lat, 99)))
+	c.Logf("  disk beside it: %d pairs of %d+%d bytes + fdatasync each, every %v; the map's: p50 %.2f ms p99 %.2f ms", len(lat), size,
+		dels[len(dels)-1], (took / time.Duration(max(pairs, 1))).Round(time.Microsecond), ms(Percentile(lat, 50)), ms(Percentile(lat, 99)))
 	return nil
 }
 

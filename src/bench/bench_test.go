@@ -369,3 +369,24 @@ func TestWriteGoal(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncProbe: the probe returns one latency per round (the first
+// size's write), keeps the rounds' pace, and refuses impossible sizes.
+func TestSyncProbe(t *testing.T) {
+	start := time.Now()
+	lat, err := syncProbe(t.TempDir(), []int{300, 20}, 10, 5*time.Millisecond, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lat) != 10 {
+		t.Errorf("%d latencies for 10 rounds", len(lat))
+	}
+	if took := time.Since(start); took < 45*time.Millisecond {
+		t.Errorf("10 rounds 5 ms apart took %v", took)
+	}
+	for _, sizes := range [][]int{{0}, {probeFileSize + 1}, {100, -1}} {
+		if _, err := syncProbe(t.TempDir(), sizes, 1, 0, time.Second); err == nil {
+			t.Errorf("sizes %v: no error", sizes)
+		}
+	}
+}

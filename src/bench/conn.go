@@ -104,21 +104,30 @@ const (
 // router's conntrack table, which the previous windows' closed connections
 // would otherwise fill to tens of thousands of entries.
 func prepareWindow(e *env) error {
-	prev, err := e.d.stats()
-	deadline := time.Now().Add(quietLimit)
-	for err == nil && time.Now().Before(deadline) {
+	if _, err := waitQuietDaemon(e.d, quietLimit); err != nil {
+		return err
+	}
+	return lab.FlushConntrack(e.lab.Router)
+}
+
+// waitQuietDaemon waits until d has used no more than quietCPU of CPU time
+// in one quietStep, for at most limit, and returns how long it waited.
+func waitQuietDaemon(d *daemon, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	prev, err := d.stats()
+	for err == nil && time.Since(start) < limit {
 		time.Sleep(quietStep)
 		var cur procStats
-		cur, err = e.d.stats()
+		cur, err = d.stats()
 		if err == nil && cur.CPU-prev.CPU <= quietCPU {
 			break
 		}
 		prev = cur
 	}
 	if err != nil {
-		return fmt.Errorf("waiting for a quiet daemon: %w", err)
+		return time.Since(start), fmt.Errorf("waiting for a quiet daemon: %w", err)
 	}
-	return lab.FlushConntrack(e.lab.Router)
+	return time.Since(start), nil
 }
 
 // connFixture measures inbound connections in the lab under test and, in

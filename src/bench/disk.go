@@ -22,9 +22,9 @@ type DiskSync struct {
 const diskSyncSamples = 200
 
 // measureDiskSync times diskSyncSamples writes of 4 KiB, each followed by
-// fdatasync, in dir.
+// fdatasync, in dir, one right after the other.
 func measureDiskSync(dir string, run int) (DiskSync, error) {
-	lat, err := syncProbe(dir, 4096, diskSyncSamples, time.Minute)
+	lat, err := syncProbe(dir, []int{4096}, diskSyncSamples, 0, time.Minute)
 	if err != nil {
 		return DiskSync{}, err
 	}
@@ -35,15 +35,21 @@ func measureDiskSync(dir string, run int) (DiskSync, error) {
 // (journalSize in src/store/journal.go).
 const probeFileSize = 256 << 10
 
-// syncProbe times up to n writes of size bytes, each followed by
-// fdatasync, the way dpfd writes its journal: one after the other into a
-// file of probeFileSize bytes written (not just allocated) beforehand, so
-// that a write changes no file metadata, starting again at the beginning
-// when the file is full. It takes no new sample after budget has passed,
-// but at least minSamples.
-func syncProbe(dir string, size, n int, budget time.Duration) ([]time.Duration, error) {
-	if size <= 0 || size > probeFileSize {
-		return nil, fmt.Errorf("disk probe: write size %d out of range", size)
+// syncProbe times writes followed by fdatasync the way dpfd writes its
+// journal: one after the other into a file of probeFileSize bytes written
+// (not just allocated) beforehand, so that a write changes no file
+// metadata, starting again at the beginning when the file is full. It
+// makes up to n rounds, one every every (or back to back when every is
+// 0), each a write of each of sizes in turn, and returns the latencies of
+// the first size's writes. It starts no new round after budget has passed,
+// but makes at least minSamples.
+func syncProbe(dir string, sizes []int, n int, every, budget time.Duration) ([]time.Duration, error) {
+	big := 0
+	for _, size := range sizes {
+		if size <= 0 || size > probeFileSize {
+			return nil, fmt.Errorf("disk probe: write size %d out of range", size)
+		}
+		big = max(big, size)
 	}
 	f, err := os.CreateTemp(dir, "disksync-*")
 	if err != nil {
@@ -57,7 +63,7 @@ func syncProbe(dir string, size, n int, budget time.Duration) ([]time.Duration, 
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, size)
+	buf := make([]byte, big)
 	for i := range buf {
 		buf[i] = byte(i)
 	}
@@ -68,18 +74,25 @@ func syncProbe(dir string, size, n int, budget time.Duration) ([]time.Duration, 
 		if i >= minSamples && time.Since(start) >= budget {
 			break
 		}
-		if off+int64(size) > probeFileSize {
-			off = 0
+		if d := time.Until(start.Add(time.Duration(i) * every)); d > 0 {
+			time.Sleep(d)
 		}
-		t := time.Now()
-		if _, err := f.WriteAt(buf, off); err != nil {
-			return nil, err
+		for j, size := range sizes {
+			if off+int64(size) > probeFileSize {
+				off = 0
+			}
+			t := time.Now()
+			if _, err := f.WriteAt(buf[:size], off); err != nil {
+				return nil, err
+			}
+			if err := datasync(f); err != nil {
+				return nil, fmt.Errorf("fdatasync %s: %w", filepath.Base(f.Name()), err)
+			}
+			if j == 0 {
+				lat = append(lat, time.Since(t))
+			}
+			off += int64(size)
 		}
-		if err := datasync(f); err != nil {
-			return nil, fmt.Errorf("fdatasync %s: %w", filepath.Base(f.Name()), err)
-		}
-		lat = append(lat, time.Since(t))
-		off += int64(size)
 	}
 	return lat, nil
 }

@@ -396,8 +396,9 @@ func (r *Results) fillFootnote(w io.Writer, dpfds []Target) {
 		}
 	}
 	fmt.Fprintf(w, "\n² Map latency p99 at N=1,000: the 99th percentile (nearest rank) of the one-more map requests at N=1,000, sent one at a time from one LAN host, each followed by its delete; "+
-		"up to %d pairs, no new pair after %v (but at least %d). Right after them the harness times as many writes of the size of dpfd's journal record for one such map, each followed by fdatasync, "+
-		"the way dpfd's journal is written (one after the other into a 256 KiB file written beforehand), in the directory of dpfd's database: every acknowledged map waits for one such write, so the disk's own p99 is the floor under dpfd's. "+
+		"up to %d pairs, no new pair after %v (but at least %d). Right after them the harness writes to the disk as dpfd's journal did during them: as many pairs of a write of the size of dpfd's record for one such map and one of the size of its record for a delete, each followed by fdatasync, "+
+		"one after the other into a 256 KiB file written beforehand, in the directory of dpfd's database, at the pace of the samples (the pairs spread over the time the samples took); its p50 and p99 are those of the map-sized writes. "+
+		"Every acknowledged map waits for one such write, so the disk's own p99 is the floor under dpfd's; at the samples' pace it is higher than back to back (the header's figure), as the disk's occasional slow flushes then fall on more of the writes. "+
 		"The goal is dpfd's p99 minus the disk's, per run; the median over the runs. The fill's p99 (up to %d requests in flight, so mostly queueing) is in the tables below.\n\n",
 		r.Config.Samples, r.Config.SampleBudget, minSamples, r.Config.Hosts*r.Config.InFlight)
 }
@@ -492,8 +493,8 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 				rowSpec{fmt.Sprintf("N=%d one delete p50 ms (sequential)", n), p, n, MDelOneP50},
 				rowSpec{fmt.Sprintf("N=%d one delete p99 ms (sequential)", n), p, n, MDelOneP99},
 				rowSpec{fmt.Sprintf("N=%d one more map+delete: samples", n), p, n, MOneSamples},
-				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p50 ms, right after (dpfd's record size) ²", n), p, n, MSyncP50},
-				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p99 ms, right after (dpfd's record size) ²", n), p, n, MSyncP99},
+				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p50 ms, right after, as dpfd's journal wrote ²", n), p, n, MSyncP50},
+				rowSpec{fmt.Sprintf("N=%d disk write+fdatasync p99 ms, right after, as dpfd's journal wrote ²", n), p, n, MSyncP99},
 				rowSpec{fmt.Sprintf("N=%d one more map p99 minus the disk's p99, ms ²", n), p, n, MMapOverSync},
 				rowSpec{fmt.Sprintf("N=%d bytes of dpfd's journal record for one map", n), p, n, MSyncBytes})
 		}
