@@ -131,8 +131,16 @@ func TestClientListenMiniupnpd(t *testing.T) {
 
 			// A router reboot: miniupnpd stops, its rules are gone, and
 			// it starts again without a lease file. It announces itself
-			// when it starts, and the library re-creates the mapping.
-			time.Sleep(3 * time.Second)
+			// when it starts, and the library re-creates the mapping
+			// once the ANNOUNCE's epoch fails the check of RFC 6887
+			// section 8.5. That check allows 2 s plus 1/16 of drift, and
+			// miniupnpd counts whole seconds: an epoch of 1 in the
+			// ANNOUNCE (a second boundary passed while it started)
+			// shows a restart only when more than about 3.2 s passed
+			// since the client's last answer. A reboot takes longer;
+			// 3 s here sometimes did not (a CI run failed so), 6 s
+			// always does.
+			time.Sleep(6 * time.Second)
 			r.stopMiniupnpd(mu, syscall.SIGTERM)
 			for _, chain := range []string{"miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"} {
 				if err := r.lab.Exec(r.lab.Router, "nft", "flush", "chain", "inet", "filter", chain); err != nil {
