@@ -4,7 +4,7 @@ import "time"
 
 // WallReader is implemented by clocks whose wall-clock reading can move
 // apart from the time line on which they measure intervals, as the real
-// clock's does when someone sets it. Real and Fake implement it.
+// clock's does when someone sets it. Real and clocktest.Fake implement it.
 type WallReader interface {
 	// WallAt returns what the wall clock read at t, a time Now returned,
 	// without a monotonic reading (so it can be stored and compared with

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -12,7 +13,7 @@ var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 // TestFakeJumpWallMovesOnlyTheWallClock: a wall step changes what Wall
 // reports, not Now, and fires no timer.
 func TestFakeJumpWallMovesOnlyTheWallClock(t *testing.T) {
-	f := clock.NewFake(t0)
+	f := clocktest.NewFake(t0)
 	tm := f.NewTimer(time.Minute)
 	f.JumpWall(time.Hour)
 	if !f.Now().Equal(t0) {
@@ -41,7 +42,7 @@ func TestFakeJumpWallMovesOnlyTheWallClock(t *testing.T) {
 // TestJumpDetectorFake: steps at or above the threshold are reported with
 // their sign and size, once; the passing of time and smaller steps are not.
 func TestJumpDetectorFake(t *testing.T) {
-	f := clock.NewFake(t0)
+	f := clocktest.NewFake(t0)
 	j := clock.NewJumpDetector(f, 2*time.Second)
 	f.Advance(time.Hour)
 	if step, now := j.Check(); step != 0 || !now.Equal(t0.Add(time.Hour)) {
@@ -90,4 +91,4 @@ func TestWallWithoutWallReader(t *testing.T) {
 type plainClock struct{ t time.Time }
 
 func (p plainClock) Now() time.Time                       { return p.t }
-func (p plainClock) NewTimer(d time.Duration) clock.Timer { return clock.NewFake(p.t).NewTimer(d) }
+func (p plainClock) NewTimer(d time.Duration) clock.Timer { return clocktest.NewFake(p.t).NewTimer(d) }

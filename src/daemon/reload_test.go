@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 	"github.com/dpf-router/dpf/src/config"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/lease"
@@ -44,7 +44,7 @@ var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 type reloadRig struct {
 	d     *Daemon
 	path  string
-	clk   *clock.Fake
+	clk   *clocktest.Fake
 	st    *leasetest.Store
 	logs  *bytes.Buffer // written by the test goroutine only: Run logs nothing at info
 	level *slog.LevelVar
@@ -54,7 +54,7 @@ type reloadRig struct {
 // taken to have set the log level (Options.Level nil).
 func newReloadRig(t *testing.T, text string, fixedLevel bool) *reloadRig {
 	t.Helper()
-	r := &reloadRig{path: filepath.Join(t.TempDir(), "dpf"), clk: clock.NewFake(t0), st: leasetest.NewStore(),
+	r := &reloadRig{path: filepath.Join(t.TempDir(), "dpf"), clk: clocktest.NewFake(t0), st: leasetest.NewStore(),
 		logs: new(bytes.Buffer), level: new(slog.LevelVar)}
 	r.write(t, text)
 	cfg, err := config.Load(r.path)

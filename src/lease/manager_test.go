@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/lease"
 	"github.com/dpf-router/dpf/src/lease/leasetest"
@@ -36,12 +36,12 @@ type rig struct {
 	m   *lease.Manager
 	fw  *leasetest.Firewall
 	st  *leasetest.Store
-	clk *clock.Fake
+	clk *clocktest.Fake
 }
 
 func newRig(t *testing.T, mod func(*lease.Config)) *rig {
 	t.Helper()
-	r := &rig{fw: leasetest.NewFirewall(), st: leasetest.NewStore(), clk: clock.NewFake(t0)}
+	r := &rig{fw: leasetest.NewFirewall(), st: leasetest.NewStore(), clk: clocktest.NewFake(t0)}
 	cfg := lease.Config{
 		MinLifetime: 60 * time.Second,
 		MaxLifetime: time.Hour,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/lease"
 	"github.com/dpf-router/dpf/src/lease/leasetest"
@@ -29,7 +29,7 @@ var (
 // (hostB only).
 func newAuthRig(t *testing.T, mode AuthMode) *rig {
 	t.Helper()
-	r := &rig{fw: leasetest.NewFirewall(), clk: clock.NewFake(t0), ext: wanAddr}
+	r := &rig{fw: leasetest.NewFirewall(), clk: clocktest.NewFake(t0), ext: wanAddr}
 	r.m = lease.New(lease.Config{
 		MinLifetime: 120 * time.Second,
 		MaxLifetime: 24 * time.Hour,

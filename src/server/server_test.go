@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 	"github.com/dpf-router/dpf/src/firewall"
 	"github.com/dpf-router/dpf/src/lease"
 	"github.com/dpf-router/dpf/src/lease/leasetest"
@@ -26,13 +26,13 @@ type rig struct {
 	s   *Server
 	m   *lease.Manager
 	fw  *leasetest.Firewall
-	clk *clock.Fake
+	clk *clocktest.Fake
 	ext netip.Addr
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{fw: leasetest.NewFirewall(), clk: clock.NewFake(t0), ext: wanAddr}
+	r := &rig{fw: leasetest.NewFirewall(), clk: clocktest.NewFake(t0), ext: wanAddr}
 	r.m = lease.New(lease.Config{
 		MinLifetime: 120 * time.Second,
 		MaxLifetime: 24 * time.Hour,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpf-router/dpf/src/clock"
+	"github.com/dpf-router/dpf/src/clock/clocktest"
 	"github.com/dpf-router/dpf/src/firewall"
 )
 
@@ -72,7 +72,7 @@ func TestWatcherCaptured(t *testing.T) {
 // keeps its previous reading.
 func TestWatcherCachesAndKeepsLastReading(t *testing.T) {
 	dir := captureDir(t)
-	clk := clock.NewFake(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	w := New(Config{Dir: dir, Clock: clk})
 	if !w.Listening(firewall.TCP, 22) {
 		t.Fatal("port 22 not seen")
