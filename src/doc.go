@@ -1,2 +1,0 @@
-// Package src holds the router side of DPF; see the sub-packages.
-package src
