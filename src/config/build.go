@@ -318,7 +318,7 @@ func (b *builder) action(o *Option) (policy.Action, error) {
 
 // proto reads a rule's option proto.
 func (b *builder) proto(o *Option) (policy.Proto, error) {
-	return singleParsed(b, o, policy.ParseProto, "%q is not tcp, udp or any")
+	return singleParsed(b, o, policy.ParseRuleProto, "%q is not tcp, udp or any")
 }
 
 func (b *builder) ports(o *Option) (policy.PortRange, error) {

@@ -116,17 +116,6 @@ func leaseView(l lease.Lease, now time.Time) control.Lease {
 	return v
 }
 
-// ParseProto reads "tcp" or "udp".
-func ParseProto(s string) (firewall.Proto, error) {
-	switch s {
-	case "tcp", "TCP":
-		return firewall.TCP, nil
-	case "udp", "UDP":
-		return firewall.UDP, nil
-	}
-	return 0, fmt.Errorf("protocol %q: want tcp or udp", s)
-}
-
 // Delete removes leases at an administrator's request.
 func (d *Daemon) Delete(p control.DeleteParams) ([]control.Lease, error) {
 	now := time.Now()
@@ -146,7 +135,7 @@ func (d *Daemon) Delete(p control.DeleteParams) ([]control.Lease, error) {
 		}
 		return out, nil
 	}
-	proto, err := ParseProto(p.Proto)
+	proto, err := firewall.ParseProto(p.Proto)
 	if err != nil {
 		return nil, err
 	}

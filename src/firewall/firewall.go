@@ -16,9 +16,11 @@ package firewall
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // Proto is an IP protocol number as used by PCP (IANA assigned numbers).
@@ -29,6 +31,19 @@ const (
 	TCP Proto = 6
 	UDP Proto = 17
 )
+
+// ParseProto reads the protocol of a pinhole: "tcp" or "udp", in any case.
+// (A policy rule's protocol, which may also be "any", is
+// policy.ParseRuleProto's.)
+func ParseProto(s string) (Proto, error) {
+	switch strings.ToLower(s) {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("protocol %q: want tcp or udp", s)
+}
 
 func (p Proto) String() string {
 	switch p {

@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzParseWords checks the parsers of the rule options' words
-// (ParsePortRange, ParseProto, ParseAction): they never panic, their errors
+// (ParsePortRange, ParseRuleProto, ParseAction): they never panic, their errors
 // wrap the package's sentinels, and what they accept prints (String) as
 // text they parse back to the same value. The committed corpus is in
 // testdata/fuzz/FuzzParseWords.
@@ -23,12 +23,12 @@ func FuzzParseWords(f *testing.F) {
 		} else if again, err := ParsePortRange(r.String()); err != nil || again != r || !r.Valid() {
 			t.Fatalf("ParsePortRange(%q) = %v; String %q parses to %v, %v", s, r, r.String(), again, err)
 		}
-		if p, err := ParseProto(s); err != nil {
+		if p, err := ParseRuleProto(s); err != nil {
 			if !errors.Is(err, ErrInvalidProto) {
-				t.Fatalf("ParseProto(%q) error %v does not wrap ErrInvalidProto", s, err)
+				t.Fatalf("ParseRuleProto(%q) error %v does not wrap ErrInvalidProto", s, err)
 			}
-		} else if again, err := ParseProto(p.String()); err != nil || again != p {
-			t.Fatalf("ParseProto(%q) = %v; String parses to %v, %v", s, p, again, err)
+		} else if again, err := ParseRuleProto(p.String()); err != nil || again != p {
+			t.Fatalf("ParseRuleProto(%q) = %v; String parses to %v, %v", s, p, again, err)
 		}
 		if a, err := ParseAction(s); err != nil {
 			if !errors.Is(err, ErrInvalidAction) {

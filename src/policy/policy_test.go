@@ -260,13 +260,13 @@ func TestParsePortRange(t *testing.T) {
 func TestParseProtoAndAction(t *testing.T) {
 	protos := map[string]Proto{"tcp": TCP, "UDP": UDP, "any": ProtoAny, "tcp udp": ProtoAny, "udp  tcp": ProtoAny, "both": ProtoAny, "all": ProtoAny}
 	for in, want := range protos {
-		if got, err := ParseProto(in); err != nil || got != want {
-			t.Errorf("ParseProto(%q) = %v, %v", in, got, err)
+		if got, err := ParseRuleProto(in); err != nil || got != want {
+			t.Errorf("ParseRuleProto(%q) = %v, %v", in, got, err)
 		}
 	}
 	for _, in := range []string{"", "icmp", "tcp tcp", "6"} {
-		if _, err := ParseProto(in); !errors.Is(err, ErrInvalidProto) {
-			t.Errorf("ParseProto(%q) err = %v", in, err)
+		if _, err := ParseRuleProto(in); !errors.Is(err, ErrInvalidProto) {
+			t.Errorf("ParseRuleProto(%q) err = %v", in, err)
 		}
 	}
 	if a, err := ParseAction("Allow"); err != nil || a != Allow {

@@ -11,7 +11,7 @@ import (
 // text that is not a port, a range of ports or "any".
 var ErrInvalidPortRange = errors.New("invalid port range")
 
-// ErrInvalidProto is wrapped by the error [ParseProto] returns for an unknown
+// ErrInvalidProto is wrapped by the error [ParseRuleProto] returns for an unknown
 // protocol name.
 var ErrInvalidProto = errors.New("invalid protocol")
 
@@ -116,10 +116,10 @@ func (p Proto) String() string {
 	return "proto-" + strconv.Itoa(int(p))
 }
 
-// ParseProto parses a protocol name, case-insensitively: "tcp", "udp", or
-// one of "any", "all", "both", "tcp udp", "udp tcp" for [ProtoAny]. Errors
-// wrap [ErrInvalidProto].
-func ParseProto(s string) (Proto, error) {
+// ParseRuleProto parses the protocol of a rule or a reserved port,
+// case-insensitively: "tcp", "udp", or one of "any", "all", "both",
+// "tcp udp", "udp tcp" for [ProtoAny]. Errors wrap [ErrInvalidProto].
+func ParseRuleProto(s string) (Proto, error) {
 	switch strings.Join(strings.Fields(strings.ToLower(s)), " ") {
 	case "tcp":
 		return TCP, nil

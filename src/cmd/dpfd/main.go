@@ -171,7 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "dpfd: port %q: want 1-65535\n", fs.Arg(1))
 				return exitUsage
 			}
-			if _, err := daemon.ParseProto(fs.Arg(0)); err != nil {
+			if _, err := firewall.ParseProto(fs.Arg(0)); err != nil {
 				fmt.Fprintln(stderr, "dpfd:", err)
 				return exitUsage
 			}

@@ -37,7 +37,7 @@ import (
 
 	"github.com/dpf-router/dpf/src/config"
 	"github.com/dpf-router/dpf/src/control"
-	"github.com/dpf-router/dpf/src/daemon"
+	"github.com/dpf-router/dpf/src/firewall"
 )
 
 // Methods of the ubus object "dpf".
@@ -209,7 +209,7 @@ func rpcdDeleteParams(args map[string]json.RawMessage) (control.DeleteParams, er
 	case proto == "" || !hasPort:
 		return p, errors.New("give proto and ext_port, or client")
 	}
-	if _, err := daemon.ParseProto(proto); err != nil {
+	if _, err := firewall.ParseProto(proto); err != nil {
 		return p, err
 	}
 	p.Proto, p.ExternalPort = strings.ToLower(proto), port
