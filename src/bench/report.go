@@ -174,13 +174,13 @@ var ratioGoals = []struct {
 	factor float64
 }{{1000, 15}, {10000, 100}}
 
-// maxOneP50 is issue 6's bound on the one-more map p50 at N = 10,000.
+// maxOneP50 is the bound on the one-more map p50 at N = 10,000.
 const maxOneP50 = 1.0 // ms
 
 // maxOverSync is the goal for the map p99 at N = 1,000: at most this much
 // above the p99 of the disk's own write+fdatasync of the same size in the
-// same minute (issue 16: an acknowledged map stays durable before its
-// reply, so the disk's flush is its floor).
+// same minute (an acknowledged map is durable before its reply, so the
+// disk's flush is its floor).
 const maxOverSync = 1.0 // ms
 
 func (r *Results) goals() []goal {

@@ -2,9 +2,8 @@ package store
 
 // The journal: a lease change is durable after one write and one fdatasync
 // of a small record, instead of a bbolt commit (pages, fdatasync, meta
-// page, fdatasync): at 1,000 leases on this project's CI machine kind,
-// p50 0.31 ms and p99 0.80 ms against 0.59 and 1.57 ms for a transaction,
-// measured in the same minute (BenchmarkPutDelete).
+// page, fdatasync). BenchmarkPutDelete compares the two; src/bench/README.md
+// has the figures.
 //
 // The journal is a file of fixed size next to the database
 // ("leases.db-journal"), written with zeros when it is created so that a
