@@ -460,13 +460,8 @@ func fillPass(ctx context.Context, c Config, res *Results, t Target, bin string,
 		m(n, MDelOneP99, ms(Percentile(delLat, 99)), oneNote)
 		m(n, MOneSamples, float64(len(mapLat)), oneNote)
 		if t.IsDpfd() {
-			var syncP99 float64
-			if err := syncBeside(c, e.d, len(mapLat), oneTook, func(metric string, v float64) {
-				m(n, metric, v, oneNote)
-				if metric == MSyncP99 {
-					syncP99 = v
-				}
-			}); err != nil {
+			syncP99, err := syncBeside(c, e.d, len(mapLat), oneTook, func(metric string, v float64) { m(n, metric, v, oneNote) })
+			if err != nil {
 				return fmt.Errorf("disk probe at N=%d: %w", n, err)
 			}
 			m(n, MMapOverSync, ms(Percentile(mapLat, 99))-syncP99, oneNote)
@@ -537,26 +532,28 @@ func oneMore(ctx context.Context, gen *Generator, samples int, budget time.Durat
 // for a delete, each followed by fdatasync, at the pace of the samples (the
 // pairs spread over took), in the directory of dpfd's database; the sizes
 // are read from dpfd's journal. The figures, through m, are those of the
-// map-sized writes.
-func syncBeside(c Config, d *daemon, pairs int, took time.Duration, m func(metric string, v float64)) error {
+// map-sized writes; their p99 in ms is returned.
+func syncBeside(c Config, d *daemon, pairs int, took time.Duration, m func(metric string, v float64)) (float64, error) {
 	puts, dels, err := store.JournalRecordSizes(filepath.Join(d.dbDir, "leases.db-journal"))
 	if err != nil {
-		return fmt.Errorf("reading dpfd's journal: %w", err)
+		return 0, fmt.Errorf("reading dpfd's journal: %w", err)
 	}
 	if len(puts) == 0 || len(dels) == 0 {
-		return errors.New("dpfd's journal holds no single map's or delete's record")
+		return 0, errors.New("dpfd's journal holds no single map's or delete's record")
 	}
-	size := puts[len(puts)-1]
-	lat, err := syncProbe(d.dbDir, []int{size, dels[len(dels)-1]}, pairs, took/time.Duration(max(pairs, 1)), c.SampleBudget)
+	size, delSize := puts[len(puts)-1], dels[len(dels)-1]
+	every := took / time.Duration(max(pairs, 1))
+	lat, err := syncProbe(d.dbDir, []int{size, delSize}, pairs, every, c.SampleBudget)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	p99 := ms(Percentile(lat, 99))
 	m(MSyncBytes, float64(size))
 	m(MSyncP50, ms(Percentile(lat, 50)))
-	m(MSyncP99, ms(Percentile(lat, 99)))
+	m(MSyncP99, p99)
 	c.Logf("  disk beside it: %d pairs of %d+%d bytes + fdatasync each, every %v; the map's: p50 %.2f ms p99 %.2f ms", len(lat), size,
-		dels[len(dels)-1], (took / time.Duration(max(pairs, 1))).Round(time.Microsecond), ms(Percentile(lat, 50)), ms(Percentile(lat, 99)))
-	return nil
+		delSize, every.Round(time.Microsecond), ms(Percentile(lat, 50)), p99)
+	return p99, nil
 }
 
 // restart stops the daemon, removes its rules as a reboot would, starts it
